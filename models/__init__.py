@@ -1,0 +1,1 @@
+"""Network architectures of worldgen: bare torch modules that know nothing about noise."""

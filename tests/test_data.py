@@ -1,0 +1,245 @@
+import json
+import zipfile
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from envs.platformer import ExplorerPolicy
+from worldgen.cli import main
+from worldgen.data.collect import collect
+from worldgen.data.dataset import EpisodeDataset, split_of
+from worldgen.data.policies import RandomRepeatPolicy
+from worldgen.data.sources import SourceEnvError, make_source_env
+from worldgen.data.storage import DatasetError, Episode, Shard, ShardError, write_shard
+from worldgen.data.windows import WindowDataset
+
+PLATFORMER = "worldgen/Platformer-v0"
+
+
+@pytest.fixture(scope="module")
+def platformer_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "platformer"
+    collect(PLATFORMER, out, 4, ExplorerPolicy(seed=0), "explore", num_envs=2, seed=0, progress=False)
+    return out
+
+
+def test_collect_writes_shards_and_manifest(platformer_data):
+    manifest = json.loads((platformer_data / "manifest.json").read_text())
+    assert manifest["env_id"] == PLATFORMER
+    assert manifest["action_meanings"][:3] == ["NOOP", "LEFT", "RIGHT"]
+    assert manifest["frame_shape"] == [64, 64, 3]
+    assert manifest["episodes"] == 4 == len(list(platformer_data.glob("ep-*.npz")))
+    assert manifest["frames"] == sum(s["frames"] for s in manifest["shards"])
+    assert not list(platformer_data.glob(".*")), "no temporary files left"
+
+
+def test_recorded_episodes_replay_exactly_in_the_real_game(platformer_data):
+    """Frames, actions and rewards on disk are what the game does with those actions."""
+    data = EpisodeDataset(platformer_data)
+    for shard in data.shards[:2]:
+        env = gym.make(PLATFORMER, render_mode="rgb_array")
+        obs, _ = env.reset(seed=shard.meta["level_seed"])
+        frames = shard.frames()
+        assert np.array_equal(obs, frames[0])
+        for t, action in enumerate(shard.actions):
+            obs, reward, term, trunc, _ = env.step(action)
+            assert np.array_equal(obs, frames[t + 1]), f"frame {t + 1}"
+            assert reward == shard.rewards[t] and term == shard.terminated[t] and trunc == shard.truncated[t]
+        assert shard.terminated[-1] or shard.truncated[-1]
+
+
+def test_rerunning_adds_to_the_dataset(tmp_path):
+    out = tmp_path / "d"
+    collect(PLATFORMER, out, 1, RandomRepeatPolicy(6, seed=0), "random", seed=1, progress=False)
+    collect(PLATFORMER, out, 2, RandomRepeatPolicy(6, seed=0), "random", seed=2, progress=False)
+    data = EpisodeDataset(out)
+    assert len(data) == 3 and data.files == ["ep-000000.npz", "ep-000001.npz", "ep-000002.npz"]
+    with pytest.raises(DatasetError, match="cannot add"):
+        collect(PLATFORMER, out, 1, RandomRepeatPolicy(6), "random", size=32, progress=False)
+
+
+def test_interrupted_collect_keeps_finished_episodes_and_no_partial_file(tmp_path):
+    class Interrupt(RandomRepeatPolicy):
+        calls = 0
+
+        def act(self, observations, infos, starts):
+            Interrupt.calls += 1
+            if Interrupt.calls > 1500:
+                raise KeyboardInterrupt
+            return super().act(observations, infos, starts)
+
+    out = tmp_path / "d"
+    with pytest.raises(KeyboardInterrupt):
+        collect(PLATFORMER, out, 1000, Interrupt(6, seed=0), "random", seed=0, progress=False)
+    data = EpisodeDataset(out)
+    assert len(data) >= 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json", *data.files])
+    for shard in data.shards:
+        assert len(shard.frames()) == shard.num_frames
+
+
+def test_a_failed_write_leaves_no_partial_shard(tmp_path, monkeypatch):
+    episode = _episode(5)
+
+    def explode(file, **arrays):
+        file.write(b"half a shard")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", explode)
+    with pytest.raises(OSError, match="disk full"):
+        write_shard(tmp_path / "ep-000000.npz", episode, "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_random_policy_holds_actions():
+    policy = RandomRepeatPolicy(6, max_repeat=10, seed=0)
+    actions = [policy.act(None, [{}], np.array([t == 0]))[0] for t in range(2000)]
+    runs = np.diff(np.flatnonzero(np.diff(actions) != 0))
+    assert 3 < runs.mean() < 8, "actions held for several steps on average"
+    assert set(actions) == set(range(6))
+
+
+def test_any_rgb_gym_env_records(tmp_path):
+    collect("CartPole-v1", tmp_path / "cp", 2, RandomRepeatPolicy(2, seed=0), "random", size=32, seed=0, progress=False)
+    shard = EpisodeDataset(tmp_path / "cp").shards[0]
+    assert shard.frames().shape[1:] == (32, 32, 3)
+
+
+def test_atari_records_with_the_atari_extra(tmp_path):
+    pytest.importorskip("ale_py")
+    collect("ALE/Breakout-v5", tmp_path / "br", 1, RandomRepeatPolicy(4, seed=0), "random", num_envs=2, seed=0, progress=False)
+    data = EpisodeDataset(tmp_path / "br")
+    assert data.action_meanings == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+    frames = data.shards[0].frames()
+    assert frames.shape[1:] == (64, 64, 3) and frames.std() > 5
+
+
+class _NoRGB(gym.Env):
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, render_mode=None):
+        self.observation_space = gym.spaces.Discrete(2)
+        self.action_space = gym.spaces.Discrete(2)
+
+
+gym.register("test/NoRGB-v0", entry_point=_NoRGB)
+
+
+def test_bad_env_ids_are_clear_errors():
+    with pytest.raises(SourceEnvError, match="unknown environment id 'Nope-v9'.*worldgen/Platformer-v0"):
+        make_source_env("Nope-v9")
+    with pytest.raises(SourceEnvError, match="renders no RGB frames"):
+        make_source_env("test/NoRGB-v0")
+
+
+def test_corrupted_and_foreign_shards_name_the_file(platformer_data, tmp_path):
+    bad = tmp_path / "ep-000000.npz"
+    bad.write_bytes(b"not a zip at all")
+    with pytest.raises(ShardError, match=r"ep-000000\.npz.*corrupted"):
+        Shard(bad)
+    foreign = tmp_path / "ep-000001.npz"
+    np.savez(foreign, x=np.zeros(3))
+    with pytest.raises(ShardError, match=r"ep-000001\.npz.*not a worldgen episode shard"):
+        Shard(foreign)
+    truncated = tmp_path / "ep-000002.npz"
+    good = (platformer_data / "ep-000000.npz").read_bytes()
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ShardError, match=r"ep-000002\.npz"):
+        Shard(truncated).frames()
+    assert zipfile.is_zipfile(platformer_data / "ep-000000.npz")
+
+
+def test_data_info_prints_counts_and_histogram(platformer_data, capsys):
+    assert main(["data", "info", str(platformer_data)]) == 0
+    out = capsys.readouterr().out
+    manifest = json.loads((platformer_data / "manifest.json").read_text())
+    assert f"frames:      {manifest['frames']}" in out
+    assert "episodes:    4" in out and "RIGHT_JUMP" in out and "MiB per 10k frames" in out
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["collect", "--env", "Nope-v9", "--episodes", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown environment id" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["data", "info", str(tmp_path)]) == 2
+    assert "not a worldgen dataset" in capsys.readouterr().err
+
+
+def test_cli_collect_runs(tmp_path):
+    out = tmp_path / "d"
+    args = ["collect", "--env", PLATFORMER, "--episodes", "2", "--out", str(out), "--policy", "explore", "--seed", "3"]
+    assert main(args) == 0
+    assert EpisodeDataset(out).info().episodes == 2
+
+
+# --- training windows -------------------------------------------------------------------
+
+
+def _episode(steps: int, tag: int = 0) -> Episode:
+    """Frames that encode (tag, frame index), so a window shows where its frames came from."""
+    frames = np.zeros((steps + 1, 8, 8, 3), dtype=np.uint8)
+    frames[..., 0] = tag
+    frames[..., 1] = np.arange(steps + 1)[:, None, None]
+    return Episode(
+        frames=frames,
+        actions=(np.arange(steps) % 5 + 1).astype(np.int64),
+        rewards=np.arange(steps, dtype=np.float32),
+        terminated=np.arange(steps) == steps - 1,
+        truncated=np.zeros(steps, dtype=bool),
+    )
+
+
+@pytest.fixture
+def tagged_data(tmp_path) -> Path:
+    from worldgen.data.storage import add_to_manifest, new_manifest, shard_entry, shard_name, write_manifest
+
+    manifest = new_manifest("test/Tagged-v0", [f"A{i}" for i in range(6)], (8, 8, 3))
+    for tag, steps in enumerate([3, 70, 1, 40, 100, 5, 33, 64]):
+        episode = _episode(steps, tag)
+        write_shard(tmp_path / shard_name(tag), episode, "test/Tagged-v0")
+        add_to_manifest(manifest, shard_entry(shard_name(tag), episode))
+    write_manifest(tmp_path, manifest)
+    return tmp_path
+
+
+def test_windows_never_mix_episodes_and_follow_the_actions(tagged_data):
+    k = 4
+    windows = WindowDataset(tagged_data, context=k, split="all")
+    assert len(windows) == 3 + 70 + 1 + 40 + 100 + 5 + 33 + 64
+    for i in range(len(windows)):
+        w = windows[i]
+        tag = int(w["target"][0, 0, 0])
+        t = int(w["target"][0, 0, 1])
+        assert (w["context"][..., 0] == tag).all(), "context from the target's episode"
+        expected = np.maximum(np.arange(t - k, t), 0)
+        assert w["context"][:, 0, 0, 1].tolist() == expected.tolist(), "consecutive frames, first frame repeated as padding"
+        acts = [0 if s < 0 else s % 5 + 1 for s in range(t - k, t)]
+        assert w["actions"].tolist() == acts
+        assert float(w["reward"]) == t - 1
+    assert windows[0]["context"].shape == (k, 8, 8, 3) and windows[0]["context"].dtype.is_floating_point is False
+
+
+def test_train_and_val_split_by_episode(tagged_data):
+    train = WindowDataset(tagged_data, split="train", val_fraction=0.4)
+    val = WindowDataset(tagged_data, split="val", val_fraction=0.4)
+    assert set(train.episodes.files).isdisjoint(val.episodes.files)
+    assert len(train) + len(val) == len(WindowDataset(tagged_data, split="all"))
+    assert all(split_of(f, 0.4) == "val" for f in val.episodes.files)
+
+
+def test_windows_read_lazily_through_a_bounded_cache(tagged_data):
+    windows = WindowDataset(tagged_data, context=4, split="all", cache_chunks=2)
+    for i in range(len(windows)):
+        windows[i]
+    assert len(windows._cache._chunks) <= 2
+
+
+def test_windows_work_in_dataloader_workers(tagged_data):
+    import torch
+
+    windows = WindowDataset(tagged_data, context=2, split="all")
+    loader = torch.utils.data.DataLoader(windows, batch_size=16, shuffle=True, num_workers=2)
+    batch = next(iter(loader))
+    assert batch["context"].shape == (16, 2, 8, 8, 3) and batch["actions"].shape == (16, 2)

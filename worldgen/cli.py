@@ -1,0 +1,93 @@
+"""The `worldgen` command: parses arguments and calls library functions (the composition root)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  worldgen collect --env worldgen/Platformer-v0 --episodes 200 --out data/platformer --policy explore --num-envs 2
+  worldgen collect --env ALE/Breakout-v5 --episodes 20 --out data/breakout      (needs the atari extra)
+  worldgen data info data/platformer
+"""
+
+
+def _collect(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401  (registers the built-in games)
+    from worldgen.data.collect import collect
+    from worldgen.data.policies import RandomRepeatPolicy
+    from worldgen.data.sources import make_source_env
+
+    if args.policy == "explore":
+        if args.env != "worldgen/Platformer-v0":
+            raise SystemExit(f"error: --policy explore plays worldgen/Platformer-v0 only, not {args.env}; use --policy random")
+        from envs.platformer import ExplorerPolicy
+
+        policy = ExplorerPolicy(seed=args.seed)
+    else:
+        probe = make_source_env(args.env, args.size)
+        policy = RandomRepeatPolicy(int(probe.action_space.n), max_repeat=args.max_repeat, seed=args.seed)
+        probe.close()
+    result = collect(
+        args.env, args.out, args.episodes, policy, args.policy, size=args.size, num_envs=args.num_envs, seed=args.seed
+    )
+    print(
+        f"recorded {result.episodes} episodes, {result.frames} frames in {result.seconds:.1f} s "
+        f"({result.frames_per_second:.0f} frames/s) into {args.out}"
+    )
+    return 0
+
+
+def _data_info(args: argparse.Namespace) -> int:
+    from worldgen.data.dataset import EpisodeDataset
+
+    print(EpisodeDataset(args.dir).info().summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="worldgen",
+        description="Playable generated worlds from recorded gameplay.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="record gameplay of a Gymnasium env into episode shards")
+    p.add_argument("--env", required=True, help="env id: worldgen/Platformer-v0, ALE/Breakout-v5, ...")
+    p.add_argument("--episodes", type=int, required=True, help="episodes to record")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder (created, or added to)")
+    p.add_argument("--policy", choices=["random", "explore"], default="random",
+                   help="random: random actions held for random durations; explore: scripted Platformer player")
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
+    p.add_argument("--num-envs", type=int, default=1, help="parallel envs, one process each when > 1")
+    p.add_argument("--seed", type=int, default=None, help="seed of the envs and the policy (default: random)")
+    p.add_argument("--max-repeat", type=int, default=10, help="random policy: longest action hold, in steps")
+    p.set_defaults(run=_collect)
+
+    data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("info", help="episodes, frames, action histogram and size of a dataset")
+    p.add_argument("dir", type=Path)
+    p.set_defaults(run=_data_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from worldgen.data.sources import SourceEnvError
+    from worldgen.data.storage import DatasetError, ShardError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (SourceEnvError, DatasetError, ShardError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: every finished episode and checkpoint is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Recorded gameplay: sources, policies, storage, collection and training windows."""

@@ -1,0 +1,93 @@
+"""Any Gymnasium env that draws RGB frames, as a source of gameplay at the model's frame size."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+
+class SourceEnvError(ValueError):
+    """An env id that cannot be used as a gameplay source, with the reason."""
+
+
+class RGBFrames(gym.ObservationWrapper):
+    """Makes the observation the env's RGB frame, resized to size x size.
+
+    The frame comes from the observation when that is already an RGB image (Atari, the
+    built-in games) and from `render()` otherwise (classic control, box2d).
+    """
+
+    def __init__(self, env: gym.Env, size: int) -> None:
+        super().__init__(env)
+        self.size = size
+        space = env.observation_space
+        self._from_obs = (
+            isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[2] == 3
+        )
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        frame = observation if self._from_obs else self.env.render()
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise SourceEnvError(f"{self.env.spec.id if self.env.spec else self.env}: render() gave shape {frame.shape}, expected (H, W, 3) RGB")
+        if frame.shape[:2] != (self.size, self.size):
+            frame = np.asarray(Image.fromarray(frame.astype(np.uint8)).resize((self.size, self.size), Image.BILINEAR))
+        return frame.astype(np.uint8, copy=False)
+
+
+def make_source_env(env_id: str, size: int = 64, **kwargs: Any) -> gym.Env:
+    """Make `env_id` with RGB frames of size x size as observations.
+
+    Built-in `worldgen/` games render natively at `size`; ALE ids need the `atari` extra and
+    get sticky actions turned off, so every recorded action is the action executed.
+    """
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py
+        except ImportError as e:
+            raise SourceEnvError(f"{env_id}: Atari games need the atari extra: pip install 'worldgen[atari]'") from e
+        gym.register_envs(ale_py)
+        kwargs.setdefault("repeat_action_probability", 0.0)
+    if env_id.startswith("worldgen/"):
+        kwargs.setdefault("size", size)
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as e:
+        known = sorted(k for k in gym.registry if k.startswith("worldgen/"))
+        raise SourceEnvError(
+            f"unknown environment id {env_id!r} ({e}). Built-in games: {', '.join(known)}; "
+            f"any registered Gymnasium id that renders RGB works, e.g. ALE/Breakout-v5 with the atari extra"
+        ) from None
+    with warnings.catch_warnings():  # gymnasium only warns about an unsupported render mode
+        warnings.simplefilter("ignore")
+        try:
+            env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+        except TypeError:  # a constructor without a render_mode argument renders nothing
+            env = None
+        except gym.error.DependencyNotInstalled as e:
+            raise SourceEnvError(f"{env_id}: {e}") from None
+    modes = list(env.metadata.get("render_modes", [])) if env is not None else []
+    if "rgb_array" not in modes:
+        if env is not None:
+            env.close()
+        raise SourceEnvError(
+            f"{env_id}: this env renders no RGB frames (render modes: {modes or 'none'}); "
+            "worldgen records gameplay as RGB frames and needs the 'rgb_array' render mode"
+        )
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        env.close()
+        raise SourceEnvError(f"{env_id}: action space {env.action_space} is not Discrete; worldgen worlds take discrete actions")
+    return RGBFrames(env, size)
+
+
+def action_meanings(env: gym.Env) -> list[str]:
+    """The env's names for its actions, or ACTION_i where it has none."""
+    try:
+        return list(env.unwrapped.get_action_meanings())
+    except AttributeError:
+        return [f"ACTION_{i}" for i in range(env.action_space.n)]
