@@ -88,6 +88,9 @@ class Autoencoder(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.decoder(latents / self.latent_scale)  # (B, 3, 64, 64) in about [-1, 1]
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encode(frames)
-        return self.decode(z), z
+    def forward(self, frames: torch.Tensor, latent_noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruct frames; with `latent_noise` (B, C, h, w), that noise, in units of the
+        latents' batch std, is added before decoding. Returns (reconstruction, raw latents)."""
+        z = self.encoder(frames)  # (B, C, 16, 16), raw
+        z_in = z if latent_noise is None else z + latent_noise * z.detach().std()
+        return self.decoder(z_in), z

@@ -10,6 +10,10 @@ EXAMPLES = """examples:
   worldgen collect --env worldgen/Platformer-v0 --episodes 200 --out data/platformer --policy explore --num-envs 2
   worldgen collect --env ALE/Breakout-v5 --episodes 20 --out data/breakout      (needs the atari extra)
   worldgen data info data/platformer
+  worldgen train ae --data data/platformer --out runs/platformer/ae
+  worldgen train teacher --data data/platformer --out runs/platformer/teacher
+  worldgen train scm --mode scd --data data/platformer --out runs/platformer/scd
+  worldgen train reward --data data/platformer --out runs/platformer/reward
 """
 
 
@@ -46,6 +50,27 @@ def _data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from worldgen.train.stages import describe, resolve_config, run_stage
+
+    sets = list(args.set)
+    if args.stage == "scm":
+        sets += [f"mode={args.mode or 'scd'}"] + ([f"teacher={args.teacher}"] if args.teacher else [])
+    elif args.mode or args.teacher:
+        raise SystemExit("error: --mode and --teacher belong to `worldgen train scm`")
+    cfg = resolve_config(args.stage, args.preset, args.config, sets)
+    if args.steps is not None:
+        cfg.run.steps = args.steps
+    if args.batch_size is not None:
+        cfg.run.batch_size = args.batch_size
+    if args.dry_run:
+        print(describe(cfg))
+        return 0
+    export = run_stage(args.stage, cfg, args.data, args.out, args.resume)
+    print(f"trained {args.stage}: weights in {export}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="worldgen",
@@ -67,6 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-repeat", type=int, default=10, help="random policy: longest action hold, in steps")
     p.set_defaults(run=_collect)
 
+    p = sub.add_parser("train", help="train a world's models: ae, then teacher, scm and reward")
+    p.add_argument("stage", choices=["ae", "teacher", "scm", "reward"],
+                   help="ae: frame autoencoder; teacher: diffusion model of the next latent; "
+                        "scm: consistency model from the teacher; reward: reward and termination head")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder from `worldgen collect`")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints/, export/, tb/, metrics.jsonl")
+    p.add_argument("--config", type=Path, default=None, help="TOML file overriding config fields")
+    p.add_argument("--preset", default=None, help="model size: tiny, small (CPU) or base (GPU)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one field, e.g. optim.lr=1e-4")
+    p.add_argument("--steps", type=int, default=None, help="shortcut for --set run.steps=N")
+    p.add_argument("--batch-size", type=int, default=None, help="shortcut for --set run.batch_size=N")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--mode", choices=["sct", "scd"], default=None, help="scm: sCD (teacher tangents, default) or sCT (data tangents)")
+    p.add_argument("--teacher", type=Path, default=None, help="scm: teacher export (default: ../teacher/export beside --out)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(run=_train)
+
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("info", help="episodes, frames, action histogram and size of a dataset")
     p.add_argument("dir", type=Path)
@@ -75,13 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from worldgen.checkpoint import CheckpointError
     from worldgen.data.sources import SourceEnvError
     from worldgen.data.storage import DatasetError, ShardError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (SourceEnvError, DatasetError, ShardError) as e:
+    except (SourceEnvError, DatasetError, ShardError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

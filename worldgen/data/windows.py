@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from worldgen.data.dataset import EpisodeDataset
+from worldgen.data.latents import LatentStore
 from worldgen.data.storage import FrameCache
 
 
@@ -24,6 +25,8 @@ class WindowDataset(Dataset):
 
     A window never spans two episodes. Frames are read lazily from the compressed shards,
     through a bounded cache of decompressed chunks, so datasets larger than RAM train.
+    With `latents` (a LatentStore of the same dataset), `context` and `target` are the
+    frames' latents instead, (K, C, h, w) and (C, h, w) float32, read from the memory map.
     """
 
     def __init__(
@@ -33,13 +36,19 @@ class WindowDataset(Dataset):
         split: str = "train",
         val_fraction: float = 0.1,
         cache_chunks: int = 256,
+        latents: LatentStore | None = None,
     ) -> None:
-        if context < 1:
-            raise ValueError(f"context must be at least 1 frame, got {context}")
+        if context < 0:
+            raise ValueError(f"context must be 0 or more frames, got {context}")
         self.episodes = EpisodeDataset(root, split=split, val_fraction=val_fraction)
         if len(self.episodes) == 0:
             raise ValueError(f"{root}: the {split!r} split has no episodes (collect more episodes or change val_fraction)")
         self.context = context
+        self.latents = latents
+        if latents is not None:
+            stale = [f for f, s in zip(self.episodes.files, self.episodes.shards) if latents.counts.get(f) != s.num_frames]
+            if stale:
+                raise ValueError(f"the latent store {latents.folder} does not match {root} ({stale[0]} differs); re-encode")
         steps = np.array([s.num_steps for s in self.episodes.shards])
         self._ends = np.cumsum(steps)
         self._cache = FrameCache(cache_chunks)
@@ -60,7 +69,11 @@ class WindowDataset(Dataset):
         shard = self.episodes.shards[episode]
         steps = np.arange(t - self.context, t)  # (K,) context frame = action indices
         padded = steps < 0
-        frames = self._cache.frames(episode, shard, np.append(np.maximum(steps, 0), t))  # (K+1, H, W, 3)
+        indices = np.append(np.maximum(steps, 0), t)
+        if self.latents is not None:
+            frames = self.latents.frames(self.episodes.files[episode], indices)  # (K+1, C, h, w)
+        else:
+            frames = self._cache.frames(episode, shard, indices)  # (K+1, H, W, 3)
         actions = np.where(padded, 0, shard.actions[np.maximum(steps, 0)])
         return {
             "context": torch.from_numpy(frames[:-1]),

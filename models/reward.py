@@ -1,0 +1,57 @@
+"""Reward and termination head: what a step earned, and whether the episode ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.layers import ResBlock, group_norm
+
+
+@dataclass
+class RewardConfig:
+    latent_channels: int = 8
+    context: int = 4
+    num_actions: int = 6
+    channels: int = 64
+    blocks: int = 2
+
+
+REWARD_PRESETS: dict[str, RewardConfig] = {
+    "tiny": RewardConfig(channels=16, blocks=1),
+    "small": RewardConfig(channels=64, blocks=2),
+    "base": RewardConfig(channels=128, blocks=3),
+}
+
+
+class RewardHead(nn.Module):
+    """(context latents, actions, next latent) -> (reward, termination logit).
+
+    The next latent is the generated one at play time, so the head judges what the world
+    drew, e.g. the player touching an enemy; the actions condition every block (FiLM)."""
+
+    def __init__(self, cfg: RewardConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.action_embed = nn.Embedding(cfg.num_actions, c)
+        self.action_proj = nn.Linear(cfg.context * c, c)
+        self.stem = nn.Conv2d((cfg.context + 1) * cfg.latent_channels, c, 3, padding=1)
+        self.blocks = nn.ModuleList([ResBlock(c, c, c) for _ in range(cfg.blocks)])
+        self.down = nn.Conv2d(c, c, 3, stride=2, padding=1)
+        self.norm = group_norm(c)
+        self.head = nn.Sequential(nn.Linear(2 * c, c), nn.SiLU(), nn.Linear(c, 2))
+
+    def forward(self, context: torch.Tensor, actions: torch.Tensor, next_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """context (B, K, C, h, w), actions (B, K), next_latent (B, C, h, w) -> reward (B,), termination logit (B,)."""
+        a = self.action_proj(self.action_embed(actions).flatten(1))  # (B, c)
+        h = self.stem(torch.cat([next_latent, context.flatten(1, 2)], dim=1))  # (B, c, h, w)
+        for block in self.blocks:
+            h = block(h, a)
+        h = F.silu(self.norm(self.down(h)))  # (B, c, h/2, w/2)
+        pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)  # (B, 2c)
+        reward, terminal = self.head(pooled).unbind(1)
+        return reward, terminal

@@ -1,0 +1,128 @@
+"""Checkpoints without pickle: safetensors for tensors, JSON for everything else.
+
+Two kinds, kept apart (as EDM does): *weights* (`model.safetensors` + `config.json`, the EMA
+weights a world runs on) and *training states* (`checkpoints/step-NNNNNNNN/`, everything a
+run needs to continue exactly: weights, EMA, optimizer, step, RNG). Both are written to a
+temporary name and renamed, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from worldgen.data.storage import write_atomic
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATES = "checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, corrupted or of the wrong kind."""
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(cpu, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: corrupted or not a safetensors file ({e})") from e
+
+
+def save_weights(folder: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    """Export inference weights and their config into `folder` (created if needed)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_tensors(folder / WEIGHTS, tensors)
+    data = json.dumps(config, indent=1).encode()
+    write_atomic(folder / CONFIG, lambda f: f.write(data))
+
+
+def load_weights(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    folder = Path(folder)
+    if not (folder / CONFIG).exists():
+        raise CheckpointError(f"{folder}: no {CONFIG}; expected a worldgen weights folder (model.safetensors + config.json)")
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{folder / CONFIG}: corrupted ({e})") from e
+    return _load_tensors(folder / WEIGHTS), config
+
+
+def save_state(run: Path, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep: int) -> Path:
+    """Write a resumable training state for `step`, then drop all but the newest `keep`."""
+    root = Path(run) / STATES
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        _save_tensors(tmp / "state.safetensors", tensors)
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_states(run)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_states(run: Path) -> list[Path]:
+    root = Path(run) / STATES
+    return sorted(p for p in root.glob("step-*") if p.is_dir()) if root.exists() else []
+
+
+def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    path = Path(path)
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable training state ({e})") from e
+    return _load_tensors(path / "state.safetensors"), state
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state dict as (tensors, JSON-able rest)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, per_param in sd["state"].items():
+        for key, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *rest["scalars"].items()]:
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": rest["param_groups"]})

@@ -1,0 +1,85 @@
+"""A dataset's frames encoded once by an autoencoder, kept on disk as a memory-mapped array.
+
+Dynamics training reads K + 1 latents per window; encoding them on every step would cost
+more than the step itself on a CPU. The cache lives in the dataset folder, under
+`latents/<autoencoder key>/`, and is rebuilt when the dataset or the autoencoder changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldgen.checkpoint import WEIGHTS
+from worldgen.data.dataset import EpisodeDataset
+from worldgen.frames import to_model
+
+
+class LatentStore:
+    """Normalised (unit-variance) latents of every frame of a dataset, by shard file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        index = json.loads((self.folder / "index.json").read_text())
+        self.offsets: dict[str, int] = {f: o for f, o, _ in index["shards"]}
+        self.counts: dict[str, int] = {f: n for f, _, n in index["shards"]}
+        self.array = np.load(self.folder / "latents.npy", mmap_mode="r")  # (N, C, h, w) float16
+
+    def frames(self, shard_file: str, indices: np.ndarray) -> np.ndarray:
+        """Latents of frames `indices` of one episode: (len(indices), C, h, w) float32."""
+        return np.asarray(self.array[self.offsets[shard_file] + indices], dtype=np.float32)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape[1:])
+
+
+def autoencoder_key(ae_folder: Path) -> str:
+    digest = hashlib.sha256((Path(ae_folder) / WEIGHTS).read_bytes()).hexdigest()
+    return digest[:16]
+
+
+@torch.no_grad()
+def encode_dataset(ae: torch.nn.Module, ae_folder: Path, data: Path, batch_size: int = 256, progress: bool = True) -> LatentStore:
+    """The latent store of `data` under autoencoder `ae` (exported in `ae_folder`), built if
+    missing or stale; written to a temporary folder and renamed into place."""
+    episodes = EpisodeDataset(data)
+    target = Path(data) / "latents" / autoencoder_key(ae_folder)
+    wanted = [(f, s.num_frames) for f, s in zip(episodes.files, episodes.shards)]
+    if (target / "index.json").exists():
+        index = json.loads((target / "index.json").read_text())
+        if [(f, n) for f, _, n in index["shards"]] == wanted:
+            return LatentStore(target)
+    device = next(ae.parameters()).device
+    sample = ae.encode(to_model(episodes.shards[0].frames()[:1], device))
+    total = sum(n for _, n in wanted)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        array = np.lib.format.open_memmap(tmp / "latents.npy", mode="w+", dtype=np.float16, shape=(total, *sample.shape[1:]))
+        offset, rows = 0, []
+        for (name, n), shard in tqdm(list(zip(wanted, episodes.shards)), desc="encode latents", disable=not progress):
+            frames = shard.frames()
+            for i in range(0, n, batch_size):
+                z = ae.encode(to_model(frames[i : i + batch_size], device))
+                array[offset + i : offset + i + len(z)] = z.cpu().numpy().astype(np.float16)
+            rows.append((name, offset, n))
+            offset += n
+        array.flush()
+        del array
+        (tmp / "index.json").write_text(json.dumps({"shards": rows, "autoencoder": str(ae_folder)}))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return LatentStore(target)

@@ -1,0 +1,70 @@
+"""Next-latent prediction with any sampler, and open-loop rollouts: shared by training
+evaluation, the world runtime and `worldgen eval`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from worldgen import scm
+from worldgen.scm import SIGMA_D
+
+
+def noise_context(context: torch.Tensor, level: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Context-noise augmentation: ctx + level * sigma_d * eps, per sample (B,) level.
+    Context latents are in sigma_d units (B, K, C, h, w)."""
+    eps = torch.randn(context.shape, generator=generator, device=context.device)
+    return context + level.reshape(-1, 1, 1, 1, 1) * SIGMA_D * eps
+
+
+def bind(net: nn.Module, context: torch.Tensor, actions: torch.Tensor, level: torch.Tensor) -> scm.Denoiser:
+    """The denoiser F(x, t) of a dynamics network with its conditioning fixed."""
+    return lambda x, t: net(x, t, context, actions, level)
+
+
+@torch.no_grad()
+def predict_next(
+    net: nn.Module,
+    context: torch.Tensor,
+    actions: torch.Tensor,
+    sampler: str,
+    steps: int,
+    context_noise: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw the next latent (B, C, h, w), in sigma_d units, given context (B, K, C, h, w) in
+    sigma_d units and actions (B, K). sampler: "ode" (a diffusion teacher, `steps` ODE steps)
+    or "consistency" (a consistency model, 1 or 2 steps)."""
+    b = context.shape[0]
+    level = torch.full((b,), context_noise, device=context.device)
+    ctx = noise_context(context, level, generator) if context_noise > 0 else context
+    F = bind(net, ctx, actions, level)
+    shape = (b, *context.shape[2:])
+    if sampler == "ode":
+        return scm.sample_ode(F, shape, steps, generator=generator, device=context.device)
+    if sampler == "consistency":
+        return scm.sample_consistency(F, shape, steps, generator=generator, device=context.device)
+    raise ValueError(f"sampler must be 'ode' or 'consistency', got {sampler!r}")
+
+
+@torch.no_grad()
+def rollout(
+    net: nn.Module,
+    context: torch.Tensor,
+    actions: torch.Tensor,
+    sampler: str,
+    steps: int,
+    context_noise: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Open-loop rollout: context (B, K, C, h, w) and actions (B, K + H - 1) -> (B, H, C, h, w),
+    where actions[:, i : i + K] condition generated frame i and each generated latent is fed
+    back as context."""
+    k = context.shape[1]
+    horizon = actions.shape[1] - k + 1
+    out = []
+    for i in range(horizon):
+        nxt = predict_next(net, context, actions[:, i : i + k], sampler, steps, context_noise, generator)
+        out.append(nxt)
+        context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
+    return torch.stack(out, dim=1)

@@ -1,0 +1,1 @@
+"""Training: configs, checkpoints, the shared loop, and one stage per model."""

@@ -1,0 +1,106 @@
+"""Stage `ae`: the frame autoencoder, with its latents scaled to unit variance at export."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.autoencoder import AUTOENCODER_PRESETS, Autoencoder, AutoencoderConfig
+from worldgen.checkpoint import load_weights, save_weights
+from worldgen.data.windows import WindowDataset
+from worldgen.frames import grid, psnr, to_model, to_uint8
+from worldgen.train.config import OptimConfig, RunConfig, from_dict
+from worldgen.train.loop import Context
+
+
+@dataclass
+class AETrainConfig:
+    preset: str = "small"
+    """Model size: tiny, small or base; `model.*` keys override single fields."""
+    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.998))
+    run: RunConfig = field(default_factory=lambda: RunConfig(steps=8000, batch_size=32, image_every=1000))
+    latent_noise: float = 0.1
+    """Noise added to latents before decoding, relative to their std: the decoder must also
+    draw clean frames from the slightly-off latents a world model generates."""
+    val_frames: int = 512
+    """Held-out frames the validation PSNR is measured on."""
+
+
+class AEStage:
+    name = "ae"
+
+    def __init__(self, cfg: AETrainConfig, data: Path) -> None:
+        self.cfg = cfg
+        self.ae = Autoencoder(cfg.model)
+        self.train_set = WindowDataset(data, context=0, split="train", val_fraction=cfg.run.val_fraction)
+        self.val_set = WindowDataset(data, context=0, split="val", val_fraction=cfg.run.val_fraction)
+        g = torch.Generator().manual_seed(0)
+        self.val_index = torch.randint(len(self.val_set), (min(cfg.val_frames, len(self.val_set)),), generator=g)
+        self.device = torch.device("cpu")
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"ae": self.ae}
+
+    def to(self, device: torch.device) -> None:
+        self.device = device
+
+    def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
+        index = torch.randint(len(self.train_set), (batch_size,), generator=generator)
+        frames = torch.stack([self.train_set[int(i)]["target"] for i in index])  # (B, H, W, 3) uint8
+        return {"x": to_model(frames, self.device)}
+
+    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+        x = batch["x"]  # (B, 3, 64, 64)
+        c = self.cfg.model.latent_channels
+        noise = torch.randn((x.shape[0], c, x.shape[2] // 4, x.shape[3] // 4), generator=ctx.noise, device=x.device)
+        level = torch.rand(x.shape[0], 1, 1, 1, generator=ctx.noise, device=x.device) * self.cfg.latent_noise
+        with ctx.autocast():
+            recon, _ = train["ae"](x, level * noise)
+        mse = F.mse_loss(recon.float(), x)
+        l1 = F.l1_loss(recon.float(), x)
+        return mse + 0.1 * l1, {"mse": mse.item(), "psnr_train": (10 * torch.log10(4.0 / mse.detach())).item()}
+
+    @torch.no_grad()
+    def latent_std(self, ae: Autoencoder, n: int = 1024) -> float:
+        g = torch.Generator().manual_seed(1)
+        index = torch.randint(len(self.train_set), (n,), generator=g)
+        frames = torch.stack([self.train_set[int(i)]["target"] for i in index])
+        z = torch.cat([ae.encoder(to_model(chunk, next(ae.parameters()).device)) for chunk in frames.split(128)])
+        return float(z.std())
+
+    def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
+        ae = ema["ae"]
+        ae.latent_scale.fill_(1.0 / self.latent_std(ae))
+        save_weights(folder, ae.state_dict(), {"kind": "autoencoder", "model": dataclasses.asdict(self.cfg.model)})
+
+    def evaluate(self, ema: dict[str, nn.Module], ctx: Context, writer: Any) -> dict[str, float]:
+        ae = ema["ae"]
+        frames = torch.stack([self.val_set[int(i)]["target"] for i in self.val_index])  # (N, H, W, 3)
+        recon = torch.cat([to_uint8(ae.decoder(ae.encoder(to_model(c, ctx.device)))) for c in frames.split(128)])
+        score = float(psnr(recon, frames).mean())
+        if writer is not None:
+            writer.add_image("ae/real_vs_reconstruction", grid([frames[:8], recon[:8]]), ctx.step + 1)
+        return {"psnr": score}
+
+
+def load_autoencoder(folder: Path, device: torch.device | str = "cpu") -> Autoencoder:
+    """An exported autoencoder (weights folder), in eval mode."""
+    tensors, config = load_weights(folder)
+    if config.get("kind") != "autoencoder":
+        raise ValueError(f"{folder}: not an autoencoder export (kind {config.get('kind')!r})")
+    ae = Autoencoder(from_dict(AutoencoderConfig, config["model"]))
+    ae.load_state_dict(tensors)
+    return ae.to(device).eval()
+
+
+def apply_preset(cfg: AETrainConfig) -> None:
+    if cfg.preset not in AUTOENCODER_PRESETS:
+        raise ValueError(f"unknown autoencoder preset {cfg.preset!r}; choose from {', '.join(AUTOENCODER_PRESETS)}")
+    cfg.model = dataclasses.replace(AUTOENCODER_PRESETS[cfg.preset])

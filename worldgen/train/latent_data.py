@@ -1,0 +1,66 @@
+"""Latent training windows for the dynamics stages (teacher, scm, reward)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from worldgen.data.latents import encode_dataset
+from worldgen.data.windows import WindowDataset
+from worldgen.frames import grid, psnr, to_uint8
+from worldgen.scm import SIGMA_D
+from worldgen.train.ae import load_autoencoder
+
+
+class LatentData:
+    """Train and validation windows over latents (scaled to std sigma_d), the autoencoder that
+    made them, and the real frames of the validation windows to measure against."""
+
+    def __init__(self, data: Path, ae_folder: Path, context: int, val_fraction: float, val_windows: int) -> None:
+        self.ae = load_autoencoder(ae_folder)
+        store = encode_dataset(self.ae, ae_folder, data)
+        self.train = WindowDataset(data, context, "train", val_fraction, latents=store)
+        self.val = WindowDataset(data, context, "val", val_fraction, latents=store)
+        self.val_frames = WindowDataset(data, context, "val", val_fraction)
+        g = torch.Generator().manual_seed(0)
+        self.val_index = torch.randint(len(self.val), (min(val_windows, len(self.val)),), generator=g)
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> None:
+        self.device = device
+        self.ae.to(device)
+
+    def batch(self, dataset: WindowDataset, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        items = [dataset[int(i)] for i in index]
+        out = {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
+        out["context"] = out["context"] * SIGMA_D  # (B, K, C, h, w)
+        out["target"] = out["target"] * SIGMA_D  # (B, C, h, w)
+        return out
+
+    def sample(self, generator: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+        return self.batch(self.train, torch.randint(len(self.train), (batch_size,), generator=generator))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents in sigma_d units (..., C, h, w) -> uint8 frames (..., H, W, 3)."""
+        lead = latents.shape[:-3]
+        frames = self.ae.decode(latents.reshape(-1, *latents.shape[-3:]).float() / SIGMA_D)
+        return to_uint8(frames).reshape(*lead, *frames.shape[-2:], 3)
+
+    def real_targets(self) -> torch.Tensor:
+        return torch.stack([self.val_frames[int(i)]["target"] for i in self.val_index])  # (N, H, W, 3)
+
+    def next_frame_report(self, predictions: dict[str, torch.Tensor], writer, step: int, tag: str) -> dict[str, float]:
+        """PSNR of decoded next-frame predictions (name -> latents) against the real frames,
+        with repeat-last-frame as the baseline; a grid of real and predicted frames to TensorBoard."""
+        real = self.real_targets()
+        last = torch.stack([self.val_frames[int(i)]["context"][-1] for i in self.val_index])
+        scores = {"next_psnr/repeat_last": float(psnr(last, real).mean())}
+        rows = [real[:8]]
+        for name, latents in predictions.items():
+            frames = self.decode(latents)
+            scores[f"next_psnr/{name}"] = float(psnr(frames, real).mean())
+            rows.append(frames[:8])
+        if writer is not None:
+            writer.add_image(f"{tag}/real_vs_generated_next", grid(rows), step)
+        return scores

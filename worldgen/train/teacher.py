@@ -1,0 +1,120 @@
+"""Stage `teacher`: the TrigFlow diffusion model of the next latent (flow matching), the
+quality reference and the starting point of both sCD and sCT."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.dynamics import DYNAMICS_PRESETS, DynamicsConfig, DynamicsNet
+from worldgen import scm
+from worldgen.checkpoint import load_weights, save_weights
+from worldgen.rollout import bind, noise_context, predict_next
+from worldgen.train.config import OptimConfig, RunConfig, from_dict
+from worldgen.train.latent_data import LatentData
+from worldgen.train.loop import Context
+
+
+@dataclass
+class TeacherTrainConfig:
+    preset: str = "small"
+    """Network size: tiny, small or base; `model.*` keys override single fields."""
+    model: DynamicsConfig = field(default_factory=DynamicsConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=500, ema_decay=0.999))
+    run: RunConfig = field(default_factory=lambda: RunConfig(steps=20_000, batch_size=32, image_every=2000))
+    ae: str = ""
+    """Autoencoder export folder (default: the `ae/export` beside --out)."""
+    p_mean: float = -0.8
+    p_std: float = 1.6
+    """Log-normal proposal of sigma = sigma_d tan(t) (sCM, Table 3, teacher)."""
+    context_noise_max: float = 0.5
+    """Context latents are noised at a level drawn uniformly in [0, max] (in units of
+    sigma_d) and the network is told the level: it learns to trust a noisy past, which keeps
+    long rollouts stable."""
+    play_context_noise: float = 0.05
+    """The fixed context-noise level used when generating (evaluation and play)."""
+    eval_steps: int = 8
+    """ODE steps of the teacher in validation."""
+    val_windows: int = 64
+
+
+class TeacherStage:
+    name = "teacher"
+
+    def __init__(self, cfg: TeacherTrainConfig, data: Path, ae_folder: Path) -> None:
+        self.cfg = cfg
+        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows)
+        cfg.model.num_actions = len(self.data.train.episodes.action_meanings)
+        cfg.model.latent_channels = self.data.train.latents.latent_shape[0]
+        self.net = DynamicsNet(cfg.model)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net}
+
+    def to(self, device: torch.device) -> None:
+        self.data.to(device)
+
+    def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
+        return self.data.sample(generator, batch_size)
+
+    def conditioned(self, net: nn.Module, batch: dict[str, torch.Tensor], ctx: Context) -> scm.Denoiser:
+        """F(x, t) with the batch's context noised at a random level (and the level given)."""
+        b = batch["target"].shape[0]
+        level = torch.rand(b, generator=ctx.noise, device=ctx.device) * self.cfg.context_noise_max
+        return bind(net, noise_context(batch["context"], level, ctx.noise), batch["actions"], level)
+
+    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+        x0 = batch["target"]
+        z = torch.randn(x0.shape, generator=ctx.noise, device=ctx.device) * scm.SIGMA_D
+        t = scm.sample_t(x0.shape[0], self.cfg.p_mean, self.cfg.p_std, ctx.noise, ctx.device)
+        with ctx.autocast():
+            loss = scm.flow_matching_loss(self.conditioned(train["net"], batch, ctx), x0, z, t).mean()
+        return loss, {}
+
+    def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
+        save_dynamics(folder, ema["net"], "teacher", self.cfg)
+
+    def evaluate(self, ema: dict[str, nn.Module], ctx: Context, writer: Any) -> dict[str, float]:
+        batch = self.data.batch(self.data.val, self.data.val_index)
+        g = torch.Generator(ctx.device).manual_seed(0)
+        c = self.cfg.play_context_noise
+        preds = {
+            f"teacher_{self.cfg.eval_steps}": predict_next(ema["net"], batch["context"], batch["actions"], "ode", self.cfg.eval_steps, c, g),
+            "teacher_mean": predict_next(ema["net"], batch["context"], batch["actions"], "ode", 1, c, g),
+        }
+        return self.data.next_frame_report(preds, writer, ctx.step + 1, self.name)
+
+
+def save_dynamics(folder: Path, net: nn.Module, kind: str, cfg: Any) -> None:
+    """Export a dynamics network with what generating from it needs to know."""
+    save_weights(
+        folder,
+        net.state_dict(),
+        {
+            "kind": kind,
+            "sampler": "ode" if kind == "teacher" else "consistency",
+            "model": dataclasses.asdict(cfg.model),
+            "play_context_noise": cfg.play_context_noise,
+            "context_noise_max": cfg.context_noise_max,
+        },
+    )
+
+
+def load_dynamics(folder: Path, device: torch.device | str = "cpu") -> tuple[DynamicsNet, dict[str, Any]]:
+    tensors, config = load_weights(folder)
+    if config.get("kind") not in ("teacher", "sct", "scd"):
+        raise ValueError(f"{folder}: not a dynamics export (kind {config.get('kind')!r})")
+    net = DynamicsNet(from_dict(DynamicsConfig, config["model"]))
+    net.load_state_dict(tensors)
+    return net.to(device).eval(), config
+
+
+def apply_preset(cfg: Any) -> None:
+    if cfg.preset not in DYNAMICS_PRESETS:
+        raise ValueError(f"unknown dynamics preset {cfg.preset!r}; choose from {', '.join(DYNAMICS_PRESETS)}")
+    cfg.model = dataclasses.replace(DYNAMICS_PRESETS[cfg.preset])
