@@ -99,7 +99,7 @@ class ConsistencyStage:
             F_theta = train["net"](x_t / scm.SIGMA_D, t, context, batch["actions"], level)
         logvar = train["weight"](t)
         loss = scm.scm_loss(F_theta.float(), terms, logvar).mean()
-        return loss, {"tangent_norm": float(terms.g_norm.mean()), "warmup_r": r, "logvar": float(logvar.mean())}
+        return loss, {"tangent_norm": float(terms.g_norm.mean()), "warmup_r": r, "logvar": float(logvar.detach().mean())}
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
         save_dynamics(folder, ema["net"], self.cfg.mode, self.cfg)

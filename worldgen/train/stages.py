@@ -52,8 +52,11 @@ def _sibling_export(out: Path, stage: str) -> Path:
 
 
 def run_stage(stage: str, cfg: Any, data: Path, out: Path, resume: bool) -> Path:
+    import torch
+
     from worldgen.train.loop import train
 
+    torch.manual_seed(cfg.run.seed)  # the same config starts from the same weights
     if stage == "ae":
         from worldgen.train.ae import AEStage
 

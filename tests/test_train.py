@@ -1,0 +1,167 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from worldgen.checkpoint import CheckpointError, list_states, load_state, load_weights
+from worldgen.cli import main
+from worldgen.train.ae import AETrainConfig
+from worldgen.train.config import apply_overrides, load_toml
+from worldgen.train.loop import TrainingDiverged
+from worldgen.train.stages import resolve_config, run_stage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_config_from_preset_toml_and_command_line(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('preset = "tiny"\nlatent_noise = 0.2\n[optim]\nlr = 5e-4\nbetas = [0.8, 0.9]\n[run]\nsteps = 7\n')
+    cfg = resolve_config("ae", None, toml, ["run.steps=9", "model.latent_channels=6"])
+    assert cfg.preset == "tiny" and cfg.model.encoder_channels == (8, 16, 16)
+    assert cfg.optim.lr == 5e-4 and cfg.optim.betas == (0.8, 0.9) and cfg.latent_noise == 0.2
+    assert cfg.run.steps == 9 and cfg.model.latent_channels == 6
+    with pytest.raises(ValueError, match="unknown config key 'run.stepz'"):
+        apply_overrides(AETrainConfig(), {"run.stepz": "1"})
+    with pytest.raises(ValueError, match="bad value 'many' for 'run.steps'"):
+        apply_overrides(AETrainConfig(), {"run.steps": "many"})
+    toml.write_text("[run\nsteps = 1")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_toml(AETrainConfig(), toml)
+    with pytest.raises(ValueError, match="unknown autoencoder preset 'huge'"):
+        resolve_config("ae", "huge", None, [])
+
+
+def test_dry_run_prints_the_resolved_config(capsys, tiny_dataset, tmp_path):
+    assert main(["train", "ae", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--preset", "tiny", "--steps", "3", "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run"]["steps"] == 3 and printed["preset"] == "tiny"
+    assert not (tmp_path / "x").exists()
+
+
+def test_autoencoder_loss_falls_and_export_has_unit_variance_latents(tiny_world_runs, tiny_dataset):
+    rows = [m for m in metrics(tiny_world_runs / "ae") if "loss" in m]
+    assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
+    from worldgen.data.windows import WindowDataset
+    from worldgen.frames import to_model
+    from worldgen.train.ae import load_autoencoder
+
+    ae = load_autoencoder(tiny_world_runs / "ae" / "export")
+    frames = torch.stack([WindowDataset(tiny_dataset, 0, "all")[i]["target"] for i in range(0, 600, 3)])
+    with torch.no_grad():
+        z = ae.encode(to_model(frames))
+    assert z.shape == (200, 4, 16, 16)
+    assert 0.7 < float(z.std()) < 1.3
+
+
+def test_teacher_loss_falls_and_validation_is_logged(tiny_world_runs):
+    losses = [m["loss"] for m in metrics(tiny_world_runs / "teacher") if "loss" in m]
+    assert sum(losses[-3:]) < sum(losses[:3])
+    val = [m for m in metrics(tiny_world_runs / "teacher") if "val/next_psnr/repeat_last" in m]
+    assert val and "val/next_psnr/teacher_8" in val[-1]
+    assert (tiny_world_runs / "teacher" / "tb").is_dir()
+
+
+@pytest.mark.parametrize("mode", ["scd", "sct"])
+def test_consistency_stages_start_from_the_teacher(tiny_world_runs, tiny_dataset, mode):
+    out = tiny_world_runs / mode
+    assert main(["train", "scm", "--mode", mode, "--data", str(tiny_dataset), "--out", str(out), "--steps", "4",
+                 "--set", "run.val_fraction=0.3", "--set", "run.log_every=2"]) == 0
+    _, config = load_weights(out / "export")
+    assert config["kind"] == mode and config["sampler"] == "consistency"
+    tensors, _ = load_state(list_states(out)[-1])
+    teacher, _ = load_weights(tiny_world_runs / "teacher" / "export")
+    start = load_file(str(list_states(tiny_world_runs / "teacher")[-1] / "state.safetensors"))
+    assert "model.weight.linear.weight" in tensors, "the adaptive weight w(t) is trained too"
+    # The student began at the teacher's EMA weights: after 4 small steps it is still close.
+    diff = max(float((tensors[f"model.net.{k}"] - v).abs().max()) for k, v in teacher.items())
+    assert diff < 0.05 and start
+
+
+def test_reward_head_trains(tiny_world_runs, tiny_dataset):
+    out = tiny_world_runs / "reward"
+    assert main(["train", "reward", "--data", str(tiny_dataset), "--out", str(out), "--preset", "tiny", "--steps", "40",
+                 "--set", "run.val_fraction=0.3", "--set", "run.log_every=5", "--set", "optim.warmup_steps=5"]) == 0
+    losses = [m["loss"] for m in metrics(out) if "loss" in m]
+    assert sum(losses[-3:]) < sum(losses[:3])
+    val = [m for m in metrics(out) if "val/termination_recall" in m]
+    assert val
+
+
+def _ae_run(data: Path, out: Path, steps: int, resume: bool = False, every: int = 3):
+    cfg = resolve_config("ae", "tiny", None, [f"run.steps={steps}", f"run.ckpt_every={every}", "run.image_every=0",
+                                               "run.val_fraction=0.3", "run.log_every=1", "val_frames=16"])
+    return run_stage("ae", cfg, data, out, resume)
+
+
+def test_resume_continues_exactly(tiny_dataset, tmp_path):
+    _ae_run(tiny_dataset, tmp_path / "straight", 6)
+    _ae_run(tiny_dataset, tmp_path / "split", 3)
+    _ae_run(tiny_dataset, tmp_path / "split", 6, resume=True)
+    a, _ = load_state(list_states(tmp_path / "straight")[-1])
+    b, _ = load_state(list_states(tmp_path / "split")[-1])
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    losses = [m["loss"] for m in metrics(tmp_path / "split") if "loss" in m]
+    assert losses == [m["loss"] for m in metrics(tmp_path / "straight") if "loss" in m]
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="has no checkpoint to resume"):
+        _ae_run(tiny_dataset, tmp_path / "r", 3, resume=True)
+    _ae_run(tiny_dataset, tmp_path / "r", 3)
+    with pytest.raises(ValueError, match="already holds a run"):
+        _ae_run(tiny_dataset, tmp_path / "r", 3)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    from worldgen.train import ae
+
+    real_loss = ae.AEStage.loss
+
+    def poisoned(self, train, batch, ctx):
+        loss, logs = real_loss(self, train, batch, ctx)
+        return (loss * float("nan") if ctx.step == 4 else loss), logs
+
+    monkeypatch.setattr(ae.AEStage, "loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 4.*step-00000003"):
+        _ae_run(tiny_dataset, tmp_path / "n", 8)
+    assert [p.name for p in list_states(tmp_path / "n")] == ["step-00000003"]
+    load_state(list_states(tmp_path / "n")[-1])
+
+
+def test_checkpoints_are_safetensors_and_json(tiny_world_runs, tmp_path):
+    export = tiny_world_runs / "ae" / "export"
+    assert sorted(p.name for p in export.iterdir()) == ["config.json", "model.safetensors"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    (bad / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupted or not a safetensors file"):
+        load_weights(bad)
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_weights(tmp_path)
+
+
+def test_two_processes_train_with_ddp_and_agree(tiny_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "worldgen.cli", "train", "ae", "--data", str(tiny_dataset), "--out", str(out), "--preset", "tiny",
+           "--steps", "4", "--set", "run.ckpt_every=2", "--set", "run.image_every=0", "--set", "run.val_fraction=0.3",
+           "--set", "val_frames=16"]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, state = load_state(list_states(out)[-1])
+    assert state["world_size"] == 2 and state["ranks_in_sync"] is True
+    last = [m for m in metrics(out) if "samples" in m][-1]
+    assert last["samples"] == last["step"] * 2 * 32  # two ranks, each its own batch of 32
