@@ -66,7 +66,7 @@ def test_teacher_loss_falls_and_validation_is_logged(tiny_world_runs):
     losses = [m["loss"] for m in metrics(tiny_world_runs / "teacher") if "loss" in m]
     assert sum(losses[-3:]) < sum(losses[:3])
     val = [m for m in metrics(tiny_world_runs / "teacher") if "val/next_psnr/repeat_last" in m]
-    assert val and "val/next_psnr/teacher_8" in val[-1]
+    assert val and "val/next_psnr/teacher_8" in val[-1] and "val/rollout_psnr_h8" in val[-1]
     assert (tiny_world_runs / "teacher" / "tb").is_dir()
 
 

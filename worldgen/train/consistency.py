@@ -112,4 +112,5 @@ class ConsistencyStage:
             f"{self.cfg.mode}_{n}step": predict_next(ema["net"], batch["context"], batch["actions"], "consistency", n, c, g)
             for n in (1, 2)
         }
-        return self.data.next_frame_report(preds, writer, ctx.step + 1, self.name)
+        scores = self.data.next_frame_report(preds, writer, ctx.step + 1, self.name)
+        return {**scores, **self.data.rollout_report(ema["net"], "consistency", 2, c, writer, ctx.step + 1, self.name)}

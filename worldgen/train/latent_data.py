@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
 from worldgen.frames import grid, psnr, to_uint8
+from worldgen.rollout import rollout
 from worldgen.scm import SIGMA_D
 from worldgen.train.ae import load_autoencoder
 
@@ -49,6 +51,26 @@ class LatentData:
 
     def real_targets(self) -> torch.Tensor:
         return torch.stack([self.val_frames[int(i)]["target"] for i in self.val_index])  # (N, H, W, 3)
+
+    def rollout_report(self, net, sampler: str, steps: int, context_noise: float, writer, step: int, tag: str,
+                       horizon: int = 8, starts: int = 4) -> dict[str, float]:
+        """Open-loop rollouts of `horizon` steps from the first K real frames of a few validation
+        episodes; PSNR at the last step, and a grid of real and generated frames."""
+        k = self.val.context
+        episodes = self.val.episodes
+        long = [i for i, s in enumerate(episodes.shards) if s.num_steps >= k + horizon][:starts]
+        if not long:
+            return {}
+        store = self.val.latents
+        ctx = torch.stack([torch.from_numpy(store.frames(episodes.files[i], np.arange(k))) for i in long]) * SIGMA_D
+        actions = torch.stack([torch.from_numpy(episodes.shards[i].actions[: k + horizon - 1]) for i in long])
+        g = torch.Generator(self.device).manual_seed(0)
+        gen = rollout(net, ctx.to(self.device), actions.to(self.device), sampler, steps, context_noise, g)
+        frames = self.decode(gen)  # (R, H, H_px, W_px, 3)
+        real = torch.stack([torch.from_numpy(episodes.shards[i].frames()[k : k + horizon]) for i in long])
+        if writer is not None:
+            writer.add_image(f"{tag}/real_vs_generated_rollout", grid([real[0], frames[0]]), step)
+        return {f"rollout_psnr_h{horizon}": float(psnr(frames[:, -1], real[:, -1]).mean())}
 
     def next_frame_report(self, predictions: dict[str, torch.Tensor], writer, step: int, tag: str) -> dict[str, float]:
         """PSNR of decoded next-frame predictions (name -> latents) against the real frames,

@@ -87,7 +87,8 @@ class TeacherStage:
             f"teacher_{self.cfg.eval_steps}": predict_next(ema["net"], batch["context"], batch["actions"], "ode", self.cfg.eval_steps, c, g),
             "teacher_mean": predict_next(ema["net"], batch["context"], batch["actions"], "ode", 1, c, g),
         }
-        return self.data.next_frame_report(preds, writer, ctx.step + 1, self.name)
+        scores = self.data.next_frame_report(preds, writer, ctx.step + 1, self.name)
+        return {**scores, **self.data.rollout_report(ema["net"], "ode", self.cfg.eval_steps, c, writer, ctx.step + 1, self.name)}
 
 
 def save_dynamics(folder: Path, net: nn.Module, kind: str, cfg: Any) -> None:
