@@ -176,6 +176,14 @@ def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int,
     return result
 
 
+def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> tuple[int, int]:
+    """(real objects with a generated one within match_px, generated objects with no real one near)."""
+    if not len(real) or not len(generated):
+        return 0, len(generated)
+    d = np.linalg.norm(real[:, None] - generated[None], axis=2)  # (n_real, n_generated)
+    return int((d.min(axis=1) <= match_px).sum()), int((d.min(axis=0) > match_px).sum())
+
+
 def _object_fidelity(result: RolloutResult, gen: np.ndarray, real: np.ndarray, player: np.ndarray, detect: Detector,
                      match_px: float, miss_penalty: float) -> None:
     errors, found = [], []
@@ -192,14 +200,10 @@ def _object_fidelity(result: RolloutResult, gen: np.ndarray, real: np.ndarray, p
     for r in range(gen.shape[0]):
         real_objects, gen_objects = detect(real[r, -1]), detect(gen[r, -1])
         for kind in kept:
-            a, b = real_objects[kind], gen_objects[kind]
-            if len(a):
-                d = np.linalg.norm(a[:, None] - b[None], axis=2) if len(b) else np.full((len(a), 1), np.inf)
-                kept[kind][0] += int((d.min(axis=1) <= match_px).sum())
-                kept[kind][1] += len(a)
-            if len(b):
-                d = np.linalg.norm(b[:, None] - a[None], axis=2) if len(a) else np.full((len(b), 1), np.inf)
-                invented += int((d.min(axis=1) > match_px).sum())
+            found, extra = match_objects(real_objects[kind], gen_objects[kind], match_px)
+            kept[kind][0] += found
+            kept[kind][1] += len(real_objects[kind])
+            invented += extra
     result.player_error = float(np.mean(errors)) if errors else float("nan")
     result.player_found = float(np.mean(found)) if found else float("nan")
     result.coins_kept = kept["coins"][0] / kept["coins"][1] if kept["coins"][1] else float("nan")
