@@ -200,8 +200,8 @@ def _object_fidelity(result: RolloutResult, gen: np.ndarray, real: np.ndarray, p
     for r in range(gen.shape[0]):
         real_objects, gen_objects = detect(real[r, -1]), detect(gen[r, -1])
         for kind in kept:
-            found, extra = match_objects(real_objects[kind], gen_objects[kind], match_px)
-            kept[kind][0] += found
+            matched, extra = match_objects(real_objects[kind], gen_objects[kind], match_px)
+            kept[kind][0] += matched
             kept[kind][1] += len(real_objects[kind])
             invented += extra
     result.player_error = float(np.mean(errors)) if errors else float("nan")
