@@ -13,13 +13,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from worldgen.data.storage import write_atomic
+from worldgen.data.storage import atomic_folder, write_atomic
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -73,21 +73,26 @@ def load_weights(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
     return _load_tensors(folder / WEIGHTS), config
 
 
+def load_module(
+    folder: Path, kinds: tuple[str, ...], build: Callable[[dict[str, Any]], torch.nn.Module], device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """An exported module in eval mode, and its config; `build` makes the bare module from the config."""
+    tensors, config = load_weights(folder)
+    if config.get("kind") not in kinds:
+        raise CheckpointError(f"{folder}: expected a {' or '.join(kinds)} export, found kind {config.get('kind')!r}")
+    module = build(config)
+    module.load_state_dict(tensors)
+    return module.to(device).eval(), config
+
+
 def save_state(run: Path, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep: int) -> Path:
     """Write a resumable training state for `step`, then drop all but the newest `keep`."""
     root = Path(run) / STATES
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    with atomic_folder(final) as tmp:
         _save_tensors(tmp / "state.safetensors", tensors)
         (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_states(run)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

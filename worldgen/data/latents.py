@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ from tqdm import tqdm
 
 from worldgen.checkpoint import WEIGHTS
 from worldgen.data.dataset import EpisodeDataset
+from worldgen.data.storage import atomic_folder
 from worldgen.frames import to_model
 
 
@@ -61,9 +59,7 @@ def encode_dataset(ae: torch.nn.Module, ae_folder: Path, data: Path, batch_size:
     device = next(ae.parameters()).device
     sample = ae.encode(to_model(episodes.shards[0].frames()[:1], device))
     total = sum(n for _, n in wanted)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         array = np.lib.format.open_memmap(tmp / "latents.npy", mode="w+", dtype=np.float16, shape=(total, *sample.shape[1:]))
         offset, rows = 0, []
         for (name, n), shard in tqdm(list(zip(wanted, episodes.shards)), desc="encode latents", disable=not progress):
@@ -76,10 +72,4 @@ def encode_dataset(ae: torch.nn.Module, ae_folder: Path, data: Path, batch_size:
         array.flush()
         del array
         (tmp / "index.json").write_text(json.dumps({"shards": rows, "autoencoder": str(ae_folder)}))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return LatentStore(target)

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.autoencoder import AUTOENCODER_PRESETS, Autoencoder, AutoencoderConfig
-from worldgen.checkpoint import load_weights, save_weights
+from worldgen.checkpoint import load_module, save_weights
 from worldgen.data.windows import WindowDataset
 from worldgen.frames import grid, psnr, to_model, to_uint8
-from worldgen.train.config import OptimConfig, RunConfig, from_dict
+from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
 from worldgen.train.loop import Context
 
 
@@ -92,15 +92,9 @@ class AEStage:
 
 def load_autoencoder(folder: Path, device: torch.device | str = "cpu") -> Autoencoder:
     """An exported autoencoder (weights folder), in eval mode."""
-    tensors, config = load_weights(folder)
-    if config.get("kind") != "autoencoder":
-        raise ValueError(f"{folder}: not an autoencoder export (kind {config.get('kind')!r})")
-    ae = Autoencoder(from_dict(AutoencoderConfig, config["model"]))
-    ae.load_state_dict(tensors)
-    return ae.to(device).eval()
+    build = lambda config: Autoencoder(from_dict(AutoencoderConfig, config["model"]))  # noqa: E731
+    return load_module(folder, ("autoencoder",), build, device)[0]
 
 
 def apply_preset(cfg: AETrainConfig) -> None:
-    if cfg.preset not in AUTOENCODER_PRESETS:
-        raise ValueError(f"unknown autoencoder preset {cfg.preset!r}; choose from {', '.join(AUTOENCODER_PRESETS)}")
-    cfg.model = dataclasses.replace(AUTOENCODER_PRESETS[cfg.preset])
+    cfg.model = preset(AUTOENCODER_PRESETS, cfg.preset, "autoencoder")

@@ -144,3 +144,10 @@ def from_dict(kind: type, data: dict[str, Any]) -> Any:
         value, t = data[f.name], hints[f.name]
         kwargs[f.name] = from_dict(t, value) if dataclasses.is_dataclass(t) else _coerce(value, t)
     return kind(**kwargs)
+
+
+def preset(presets: dict[str, Any], name: str, what: str) -> Any:
+    """A copy of a named model preset, or a clear error listing the known ones."""
+    if name not in presets:
+        raise ValueError(f"unknown {what} preset {name!r}; choose from {', '.join(presets)}")
+    return dataclasses.replace(presets[name])

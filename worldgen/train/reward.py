@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.reward import REWARD_PRESETS, RewardConfig, RewardHead
-from worldgen.checkpoint import load_weights, save_weights
+from worldgen.checkpoint import load_module, save_weights
 from worldgen.data.windows import WindowDataset
 from worldgen.rollout import noise_context
 from worldgen.scm import SIGMA_D
-from worldgen.train.config import OptimConfig, RunConfig, from_dict
+from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context
 
@@ -127,15 +127,10 @@ def event_scores(reward: torch.Tensor, true_reward: torch.Tensor, ended: torch.T
 
 
 def load_reward(folder: Path, device: torch.device | str = "cpu") -> RewardHead:
-    tensors, config = load_weights(folder)
-    if config.get("kind") != "reward":
-        raise ValueError(f"{folder}: not a reward-head export (kind {config.get('kind')!r})")
-    head = RewardHead(from_dict(RewardConfig, config["model"]))
-    head.load_state_dict(tensors)
-    return head.to(device).eval()
+    """An exported reward and termination head, in eval mode."""
+    build = lambda config: RewardHead(from_dict(RewardConfig, config["model"]))  # noqa: E731
+    return load_module(folder, ("reward",), build, device)[0]
 
 
 def apply_preset(cfg: RewardTrainConfig) -> None:
-    if cfg.preset not in REWARD_PRESETS:
-        raise ValueError(f"unknown reward preset {cfg.preset!r}; choose from {', '.join(REWARD_PRESETS)}")
-    cfg.model = dataclasses.replace(REWARD_PRESETS[cfg.preset])
+    cfg.model = preset(REWARD_PRESETS, cfg.preset, "reward")

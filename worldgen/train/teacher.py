@@ -13,9 +13,9 @@ from torch import nn
 
 from models.dynamics import DYNAMICS_PRESETS, DynamicsConfig, DynamicsNet
 from worldgen import scm
-from worldgen.checkpoint import load_weights, save_weights
+from worldgen.checkpoint import load_module, save_weights
 from worldgen.rollout import bind, noise_context, predict_next
-from worldgen.train.config import OptimConfig, RunConfig, from_dict
+from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context
 
@@ -107,15 +107,10 @@ def save_dynamics(folder: Path, net: nn.Module, kind: str, cfg: Any) -> None:
 
 
 def load_dynamics(folder: Path, device: torch.device | str = "cpu") -> tuple[DynamicsNet, dict[str, Any]]:
-    tensors, config = load_weights(folder)
-    if config.get("kind") not in ("teacher", "sct", "scd"):
-        raise ValueError(f"{folder}: not a dynamics export (kind {config.get('kind')!r})")
-    net = DynamicsNet(from_dict(DynamicsConfig, config["model"]))
-    net.load_state_dict(tensors)
-    return net.to(device).eval(), config
+    """An exported dynamics network (teacher, sct or scd) in eval mode, and its config."""
+    build = lambda config: DynamicsNet(from_dict(DynamicsConfig, config["model"]))  # noqa: E731
+    return load_module(folder, ("teacher", "sct", "scd"), build, device)
 
 
-def apply_preset(cfg: Any) -> None:
-    if cfg.preset not in DYNAMICS_PRESETS:
-        raise ValueError(f"unknown dynamics preset {cfg.preset!r}; choose from {', '.join(DYNAMICS_PRESETS)}")
-    cfg.model = dataclasses.replace(DYNAMICS_PRESETS[cfg.preset])
+def apply_preset(cfg: TeacherTrainConfig) -> None:
+    cfg.model = preset(DYNAMICS_PRESETS, cfg.preset, "dynamics")
