@@ -161,14 +161,17 @@ def scm_loss(F_theta: torch.Tensor, terms: TangentTerms, logvar: torch.Tensor) -
 
 class AdaptiveWeight(nn.Module):
     """w_phi(t): a learned log-variance per time, from a positional embedding of t (sCM, Eq. 8).
-    Zero-initialised, as when a diffusion checkpoint becomes a consistency model."""
 
-    def __init__(self, dim: int = 64) -> None:
+    Starts flat at `init`: its optimum is log E||F - F^- - g||^2 / D, which for an L2-normalised
+    tangent is about -log(D). Starting there matters on short runs, where a small learning rate
+    would take tens of thousands of steps to walk w there from 0."""
+
+    def __init__(self, dim: int = 64, init: float = 0.0) -> None:
         super().__init__()
         self.embed = PositionalEmbedding(dim)
         self.linear = nn.Linear(dim, 1)
         nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
+        nn.init.constant_(self.linear.bias, init)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.linear(self.embed(t)).squeeze(1)  # (B,)

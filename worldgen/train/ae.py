@@ -25,7 +25,7 @@ class AETrainConfig:
     """Model size: tiny, small or base; `model.*` keys override single fields."""
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=200, ema_decay=0.998))
-    run: RunConfig = field(default_factory=lambda: RunConfig(steps=8000, batch_size=32, image_every=1000))
+    run: RunConfig = field(default_factory=lambda: RunConfig(steps=2500, batch_size=32, image_every=500))
     latent_noise: float = 0.1
     """Noise added to latents before decoding, relative to their std: the decoder must also
     draw clean frames from the slightly-off latents a world model generates."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,9 @@ class ConsistencyStage:
         self.teacher = load_dynamics(teacher_folder)[0] if cfg.mode == "scd" else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
-        self.weight = scm.AdaptiveWeight()
         self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows)
+        dims = math.prod(self.data.train.latents.latent_shape)
+        self.weight = scm.AdaptiveWeight(init=-math.log(dims) if cfg.tangent_norm == "l2" else 0.0)
         self.name = cfg.mode
 
     def modules(self) -> dict[str, nn.Module]:
