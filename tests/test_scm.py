@@ -155,9 +155,10 @@ def test_ema_tracks_weights():
     assert torch.allclose(ema.shadow["weight"], before + 0.5)
 
 
-def test_adaptive_weight_starts_at_zero_and_learns():
-    w = scm.AdaptiveWeight()
+def test_adaptive_weight_starts_flat_and_learns():
     t = torch.rand(16)
+    assert torch.equal(scm.AdaptiveWeight(init=-3.0)(t), torch.full((16,), -3.0))
+    w = scm.AdaptiveWeight()
     assert torch.equal(w(t), torch.zeros(16))
     opt = torch.optim.Adam(w.parameters(), lr=0.05)
     sq = torch.full((16,), 4.0)  # optimum of exp(-w) sq + w is w = log(sq)
