@@ -10,10 +10,10 @@ from worldgen import scm
 from worldgen.scm import SIGMA_D
 
 
-def noise_context(context: torch.Tensor, level: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def noise_context(context: torch.Tensor, level: torch.Tensor, generator: scm.Generators) -> torch.Tensor:
     """Context-noise augmentation: ctx + level * sigma_d * eps, per sample (B,) level.
     Context latents are in sigma_d units (B, K, C, h, w)."""
-    eps = torch.randn(context.shape, generator=generator, device=context.device)
+    eps = scm.randn(tuple(context.shape), generator, context.device)
     return context + level.reshape(-1, 1, 1, 1, 1) * SIGMA_D * eps
 
 
@@ -30,7 +30,7 @@ def predict_next(
     sampler: str,
     steps: int,
     context_noise: float,
-    generator: torch.Generator | None = None,
+    generator: scm.Generators = None,
 ) -> torch.Tensor:
     """Draw the next latent (B, C, h, w), in sigma_d units, given context (B, K, C, h, w) in
     sigma_d units and actions (B, K). sampler: "ode" (a diffusion teacher, `steps` ODE steps)
@@ -55,7 +55,7 @@ def rollout(
     sampler: str,
     steps: int,
     context_noise: float,
-    generator: torch.Generator | None = None,
+    generator: scm.Generators = None,
 ) -> torch.Tensor:
     """Open-loop rollout: context (B, K, C, h, w) and actions (B, K + H - 1) -> (B, H, C, h, w),
     where actions[:, i : i + K] condition generated frame i and each generated latent is fed

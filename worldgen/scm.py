@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import torch
 from torch import nn
@@ -21,11 +21,23 @@ from torch import nn
 from models.layers import PositionalEmbedding
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+"""One generator for a whole batch, or one per sample (so a sample's noise does not depend on
+what else is in the batch, as EDM seeds each image)."""
 
 SIGMA_D = 0.5
 T_MAX = math.atan(80.0 / SIGMA_D)  # about 1.5645: sigma = sigma_d tan(t) = 80
 T_MID = 1.1
 """Intermediate time of the 2-step sampler (sCM, Sec. 5)."""
+
+
+def randn(shape: tuple[int, ...], generator: Generators = None, device=None) -> torch.Tensor:
+    """Standard normal noise of `shape`, from one generator or one per sample along dim 0."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
 
 
 def _bc(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +98,7 @@ def ode_times(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
 
 @torch.no_grad()
 def sample_ode(
-    F: Denoiser, shape: tuple[int, ...], steps: int, generator: torch.Generator | None = None, device=None, sigma_d: float = SIGMA_D
+    F: Denoiser, shape: tuple[int, ...], steps: int, generator: Generators = None, device=None, sigma_d: float = SIGMA_D
 ) -> torch.Tensor:
     """Integrate the probability-flow ODE dx/dt = sigma_d F from T_MAX to 0 in `steps` steps.
 
@@ -96,7 +108,7 @@ def sample_ode(
     mean, what a regression model would predict.
     """
     times = ode_times(steps).to(device)
-    x = torch.randn(shape, generator=generator, device=device) * sigma_d
+    x = randn(shape, generator, device) * sigma_d
     for t_cur, t_next in zip(times[:-1], times[1:]):
         t = t_cur.expand(shape[0])
         F_x = F(x / sigma_d, t)
@@ -191,14 +203,14 @@ def consistency_times(steps: int) -> list[float]:
 
 @torch.no_grad()
 def sample_consistency(
-    F: Denoiser, shape: tuple[int, ...], steps: int, generator: torch.Generator | None = None, device=None, sigma_d: float = SIGMA_D
+    F: Denoiser, shape: tuple[int, ...], steps: int, generator: Generators = None, device=None, sigma_d: float = SIGMA_D
 ) -> torch.Tensor:
     """1 step: x0 = f(sigma_d z, T_MAX). 2 steps: re-noise to T_MID, x' = cos x0 + sin z', apply f again."""
-    x = torch.randn(shape, generator=generator, device=device) * sigma_d
+    x = randn(shape, generator, device) * sigma_d
     x0 = x
     for i, t_value in enumerate(consistency_times(steps)):
         if i:
-            z = torch.randn(shape, generator=generator, device=device) * sigma_d
+            z = randn(shape, generator, device) * sigma_d
             x = math.cos(t_value) * x0 + math.sin(t_value) * z
         t = torch.full((shape[0],), t_value, device=device)
         x0 = f_theta(F, x, t, sigma_d)

@@ -7,8 +7,11 @@ more than the step itself on a CPU. The cache lives in the dataset folder, under
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +55,28 @@ def encode_dataset(ae: torch.nn.Module, ae_folder: Path, data: Path, batch_size:
     episodes = EpisodeDataset(data)
     target = Path(data) / "latents" / autoencoder_key(ae_folder)
     wanted = [(f, s.num_frames) for f, s in zip(episodes.files, episodes.shards)]
-    if (target / "index.json").exists():
-        index = json.loads((target / "index.json").read_text())
-        if [(f, n) for f, _, n in index["shards"]] == wanted:
-            return LatentStore(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target.parent / f".{target.name}.lock"):  # one encoder at a time (DDP ranks, two runs)
+        if (target / "index.json").exists():
+            index = json.loads((target / "index.json").read_text())
+            if [(f, n) for f, _, n in index["shards"]] == wanted:
+                return LatentStore(target)
+        _encode(ae, ae_folder, episodes, wanted, target, batch_size, progress)
+    return LatentStore(target)
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _encode(ae: torch.nn.Module, ae_folder: Path, episodes: EpisodeDataset, wanted: list[tuple[str, int]], target: Path,
+            batch_size: int, progress: bool) -> None:
     device = next(ae.parameters()).device
     sample = ae.encode(to_model(episodes.shards[0].frames()[:1], device))
     total = sum(n for _, n in wanted)
@@ -72,4 +93,3 @@ def encode_dataset(ae: torch.nn.Module, ae_folder: Path, data: Path, batch_size:
         array.flush()
         del array
         (tmp / "index.json").write_text(json.dumps({"shards": rows, "autoencoder": str(ae_folder)}))
-    return LatentStore(target)
