@@ -8,3 +8,11 @@ if "worldgen/Platformer-v0" not in registry:
         entry_point="envs.platformer.env:PlatformerEnv",
         max_episode_steps=1000,
     )
+
+if "worldgen/World-v0" not in registry:
+    register(
+        id="worldgen/World-v0",
+        entry_point="envs.world_env:WorldEnv",
+        vector_entry_point="envs.world_env:WorldVectorEnv",
+        max_episode_steps=1000,
+    )

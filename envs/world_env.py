@@ -1,0 +1,202 @@
+"""Generated worlds as Gymnasium environments: one world, or N worlds stepped in one batched model call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from worldgen.world import World
+
+_LEVEL_SEEDS = 2**31 - 1
+
+
+def _prompt(options: dict[str, Any] | None, rng: np.random.Generator) -> tuple[Any, Any, int]:
+    """(prompt, prompt actions, noise seed) for a reset: the caller's prompt, or a random level
+    of the source game, drawn from the env's generator so `reset(seed=...)` decides everything."""
+    options = options or {}
+    level = int(rng.integers(_LEVEL_SEEDS))
+    noise = int(rng.integers(_LEVEL_SEEDS))
+    prompt = options.get("prompt", level)
+    return prompt, options.get("prompt_actions"), noise
+
+
+class WorldEnv(gym.Env):
+    """A generated world as a Gymnasium environment.
+
+    ## Description
+    Each step draws the next frame with the world's dynamics model (1 or 2 consistency
+    steps) from the last K frames and the action; reward and termination come from the
+    world's reward head, not from any real game.
+
+    ## Action Space
+    `Discrete(n)`, named by `get_action_meanings()` as in the world's source game (for the
+    Platformer world: NOOP, LEFT, RIGHT, JUMP, LEFT_JUMP, RIGHT_JUMP).
+
+    ## Observation Space
+    `Box(0, 255, (64, 64, 3), uint8)`: the generated frame.
+
+    ## Starting State
+    `reset(seed=s)` starts from a random level of the source game (drawn from the seed);
+    `options={"prompt": frames or image path or level seed, "prompt_actions": [...]}` starts
+    from your own frames (the last K are used) or any image.
+
+    ## Episode End
+    Terminated when the reward head predicts the episode ends; truncated at
+    `max_episode_steps` (1000 for `worldgen/World-v0`).
+
+    ## Arguments
+    | Argument         | Default        | Meaning                                  |
+    |------------------|----------------|------------------------------------------|
+    | `world`          | `"platformer"` | pretrained name or world folder          |
+    | `sampling_steps` | world default  | 1 or 2 for a consistency world           |
+    | `device`         | `"auto"`       | CUDA when present, else CPU              |
+    | `render_mode`    | None           | `"rgb_array"` or `"human"`               |
+
+    ## Vectorized environment
+    `gym.make_vec("worldgen/World-v0", num_envs=N, vectorization_mode="vector_entry_point")`
+    gives `WorldVectorEnv`: N worlds in one batched model call, next-step autoreset.
+
+    ## Version History
+    - v0: first release.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self, world: str | Path = "platformer", sampling_steps: int | None = None, device: str = "auto", render_mode: str | None = None
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.world = World(world, sampling_steps=sampling_steps, device=device, batch_size=1)
+        size = self.world.spec.frame_size
+        self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.action_space = spaces.Discrete(len(self.world.action_meanings))
+        self.metadata = {**self.metadata, "render_fps": self.world.spec.fps}
+        self.render_mode = render_mode
+        self._frame: np.ndarray | None = None
+        self._window = None
+
+    def get_action_meanings(self) -> list[str]:
+        return self.world.action_meanings
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        prompt, actions, noise = _prompt(options, self.np_random)
+        self._frame = self.world.reset(prompt, actions, seed=noise)[0]
+        if self.render_mode == "human":
+            self.render()
+        return self._frame.copy(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._frame is None:
+            raise RuntimeError("Call reset() before step().")
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be an integer in [0, {self.action_space.n}) ({', '.join(self.get_action_meanings())}), got {action!r}")
+        result = self.world.step([int(action)])
+        self._frame = result.frames[0]
+        if self.render_mode == "human":
+            self.render()
+        return self._frame.copy(), float(result.rewards[0]), bool(result.terminated[0]), False, {}
+
+    def render(self) -> np.ndarray | None:
+        if self._frame is None:
+            raise RuntimeError("Call reset() before render().")
+        if self.render_mode == "rgb_array":
+            return self._frame.copy()
+        if self.render_mode == "human":
+            self._show()
+        return None
+
+    def _show(self) -> None:
+        import pygame
+
+        size = self._frame.shape[0]
+        if self._window is None:
+            pygame.init()
+            pygame.display.set_caption("worldgen world")
+            self._window = pygame.display.set_mode((size * 8, size * 8))
+            self._clock = pygame.time.Clock()
+        surface = pygame.surfarray.make_surface(self._frame.swapaxes(0, 1))
+        self._window.blit(pygame.transform.scale(surface, self._window.get_size()), (0, 0))
+        pygame.event.pump()
+        pygame.display.flip()
+        self._clock.tick(self.metadata["render_fps"])
+
+    def close(self) -> None:
+        if self._window is not None:
+            import pygame
+
+            pygame.display.quit()
+            self._window = None
+
+
+class WorldVectorEnv(VectorEnv):
+    """N generated worlds stepped in one batched model call (next-step autoreset: the step
+    after an episode ends resets that world, ignores its action and returns reward 0)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int,
+        world: str | Path = "platformer",
+        sampling_steps: int | None = None,
+        device: str = "auto",
+        render_mode: str | None = None,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        self.num_envs = num_envs
+        self.world = World(world, sampling_steps=sampling_steps, device=device, batch_size=num_envs)
+        size = self.world.spec.frame_size
+        self.single_observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.single_action_space = spaces.Discrete(len(self.world.action_meanings))
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.render_mode = render_mode
+        self.max_episode_steps = max_episode_steps
+        self._rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._frames = np.zeros((num_envs, size, size, 3), dtype=np.uint8)
+
+    def get_action_meanings(self) -> list[str]:
+        return self.world.action_meanings
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        seeds = seed if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i for i in range(self.num_envs)]
+        for i, s in enumerate(seeds):
+            if s is not None or not hasattr(self, "_seeded"):
+                self._rngs[i] = seeding.np_random(s)[0]
+        self._seeded = True
+        for i in range(self.num_envs):
+            self._reset_one(i, options)
+        self._needs_reset[:] = False
+        return self._frames.copy(), {}
+
+    def _reset_one(self, i: int, options: dict[str, Any] | None) -> None:
+        prompt, actions, noise = _prompt(options, self._rngs[i])
+        self._frames[i] = self.world.reset(prompt, actions, seed=noise, worlds=[i])[0]
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        # Worlds that ended last step restart now; their action is ignored (any valid one stands in).
+        result = self.world.step(np.where(self._needs_reset, 0, actions))
+        rewards = result.rewards.astype(np.float64)
+        terminated = result.terminated.copy()
+        truncated = (
+            self.world.steps >= self.max_episode_steps if self.max_episode_steps else np.zeros(self.num_envs, dtype=bool)
+        )
+        self._frames = result.frames.copy()
+        for i in np.flatnonzero(self._needs_reset):
+            self._reset_one(i, None)
+            rewards[i], terminated[i], truncated[i] = 0.0, False, False
+        self._needs_reset = terminated | truncated
+        return self._frames.copy(), rewards, terminated, truncated, {}
+
+    def render(self) -> np.ndarray | None:
+        return self._frames.copy() if self.render_mode == "rgb_array" else None
