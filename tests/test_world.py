@@ -1,0 +1,76 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from PIL import Image
+
+from worldgen.checkpoint import CheckpointError
+from worldgen.world import World
+
+
+def frames_of(seed=0, n=6):
+    env = gym.make("worldgen/Platformer-v0")
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for _ in range(n - 1):
+        out.append(env.step(2)[0])
+    return np.stack(out)
+
+
+def test_steps_a_batch_in_one_call_with_rewards_and_terminations(tiny_world):
+    world = World(tiny_world, batch_size=3)
+    first = world.reset(seed=0)
+    assert first.shape == (3, 64, 64, 3) and first.dtype == np.uint8
+    result = world.step([0, 2, 5])
+    assert result.frames.shape == (3, 64, 64, 3) and result.frames.dtype == np.uint8
+    assert result.rewards.shape == (3,) and result.terminated.dtype == bool
+    assert world.steps.tolist() == [1, 1, 1]
+
+
+def test_deterministic_under_a_seed_and_rewinds_through_snapshots(tiny_world):
+    world = World(tiny_world, batch_size=2)
+    runs = []
+    for _ in range(2):
+        world.reset(frames_of(), seed=3)
+        runs.append(np.stack([world.step([2, 1]).frames for _ in range(4)]))
+    assert np.array_equal(runs[0], runs[1])
+    world.reset(frames_of(), seed=3)
+    world.step([2, 1])
+    snapshot = world.get_state()
+    ahead = [world.step([5, 5]).frames for _ in range(3)]
+    world.set_state(snapshot)
+    assert all(np.array_equal(a, world.step([5, 5]).frames) for a in ahead)
+    world.reset(frames_of(), seed=4)
+    assert not np.array_equal(world.step([2, 1]).frames, runs[0][0])
+
+
+def test_prompts_frames_image_and_level_seed(tiny_world, tmp_path):
+    world = World(tiny_world)
+    real = frames_of(n=2)
+    assert np.array_equal(world.reset(real, actions=[2])[0], real[-1]), "fewer than K frames are padded"
+    with pytest.raises(ValueError, match="takes 1 actions"):
+        world.reset(real, actions=[2, 2, 2])
+    big = tmp_path / "shot.jpg"
+    Image.fromarray(np.repeat(np.repeat(real[-1], 3, 0), 5, 1)).save(big)  # 192 x 320, another aspect
+    assert world.reset(str(big))[0].shape == (64, 64, 3)
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    with pytest.raises(ValueError, match="not an image file"):
+        world.reset(str(not_image))
+    assert np.array_equal(world.reset(7)[0], gym.make("worldgen/Platformer-v0").reset(seed=7)[0])
+
+
+def test_bad_actions_and_steps_are_clear_errors(tiny_world):
+    world = World(tiny_world, batch_size=2)
+    with pytest.raises(RuntimeError, match="reset"):
+        world.step([0, 0])
+    world.reset(seed=0)
+    with pytest.raises(ValueError, match="one action per world"):
+        world.step([0])
+    with pytest.raises(ValueError, match=r"integers in \[0, 6\)"):
+        world.step([0, 9])
+    with pytest.raises(ValueError, match="1 or 2 steps"):
+        World(tiny_world, sampling_steps=3)
+    world.sampling_steps = 1
+    assert world.step([0, 1]).frames.shape == (2, 64, 64, 3)
+    with pytest.raises(CheckpointError, match="no world at"):
+        World("no-such-world")
