@@ -9,9 +9,7 @@ temporary name and renamed, so a crash never leaves a half-written file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from worldgen.data.storage import atomic_folder, write_atomic
+from worldgen.data.storage import atomic_folder, atomic_path, write_atomic
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -30,18 +28,10 @@ class CheckpointError(ValueError):
     """A checkpoint folder that is missing, corrupted or of the wrong kind."""
 
 
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(cpu, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(cpu, str(tmp))
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -71,6 +71,62 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _play(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401  (the source games, for prompts and --compare)
+    from worldgen.viewer import NoDisplay, Viewer, has_display
+    from worldgen.world import World
+
+    if not has_display():
+        print("error: no display to open a window on; record headless instead: worldgen record --world "
+              f"{args.world} --frames 300 -o clip.mp4", file=sys.stderr)
+        return 2
+    world = World(args.world, sampling_steps=args.steps)
+    compare = None
+    if args.compare:
+        import gymnasium as gym
+
+        compare = lambda: gym.make(world.spec.source_env)  # noqa: E731
+    viewer = Viewer(world, prompt=args.prompt, scale=args.scale, compare_env=compare, clip_dir=args.clips, seed=args.seed)
+    try:
+        stats = viewer.run()
+    except NoDisplay as e:
+        print(f"error: cannot open a window ({e}); record headless instead: worldgen record -o clip.mp4", file=sys.stderr)
+        return 2
+    print(f"played {stats.frames} frames at {stats.fps:.1f} fps ({sum(stats.model_ms) / max(len(stats.model_ms), 1):.1f} ms per frame)")
+    for clip in stats.clips:
+        print(f"recorded {clip}")
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401
+    from worldgen.record import Clip, make_policy, record_clip, write_video
+    from worldgen.world import World
+
+    world = World(args.world, sampling_steps=args.steps)
+    prompt = args.prompt if args.prompt is not None else args.seed
+    clip = Clip(world=str(args.world), seed=args.seed, sampling_steps=world.sampling_steps, prompt=prompt, fps=world.spec.fps)
+    policy = make_policy(args.policy, len(world.action_meanings), args.seed)
+    frames = record_clip(world, clip, args.frames, policy)
+    write_video(args.output, frames, clip.fps, args.scale)
+    clip.save(args.output.with_suffix(".json"))
+    print(f"wrote {args.output} ({len(frames)} frames) and {args.output.with_suffix('.json')}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401
+    from worldgen.record import Clip, replay_clip, write_video
+    from worldgen.world import World
+
+    clip = Clip.load(args.clip)
+    frames = replay_clip(World(clip.world), clip)
+    out = args.output or args.clip.with_suffix(".replay.mp4")
+    write_video(out, frames, clip.fps, args.scale)
+    print(f"wrote {out} ({len(frames)} frames)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="worldgen",
@@ -109,6 +165,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(run=_train)
 
+    p = sub.add_parser("play", help="play a generated world with the keyboard (pygame window)")
+    p.add_argument("--world", default="platformer", help="pretrained name or world folder (default: platformer)")
+    p.add_argument("--prompt", default=None, help="an image file to start from (default: a level of the source game)")
+    p.add_argument("--steps", type=int, choices=[1, 2], default=None, help="sampling steps (TAB switches while playing)")
+    p.add_argument("--scale", type=int, default=8, help="window pixels per frame pixel")
+    p.add_argument("--compare", action="store_true", help="show the real source game beside, with a drift meter")
+    p.add_argument("--seed", type=int, default=0, help="level seed of the source game and noise seed")
+    p.add_argument("--clips", type=Path, default=Path("clips"), help="where F5 writes clips")
+    p.set_defaults(run=_play)
+
+    p = sub.add_parser("record", help="record a clip of a generated world headless (mp4 or gif + actions JSON)")
+    p.add_argument("--world", default="platformer")
+    p.add_argument("--policy", default="random", help="random, ACTIONS.json (a list or a clip) or a stable-baselines3 agent .zip")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--prompt", default=None, help="an image file to start from (default: level --seed of the source game)")
+    p.add_argument("--steps", type=int, choices=[1, 2], default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=int, default=4, help="video pixels per frame pixel")
+    p.add_argument("-o", "--output", type=Path, required=True, help="clip.mp4 or clip.gif (the actions go to clip.json)")
+    p.set_defaults(run=_record)
+
+    p = sub.add_parser("replay", help="redraw a recorded clip frame for frame from its JSON")
+    p.add_argument("clip", type=Path, help="the clip's JSON")
+    p.add_argument("-o", "--output", type=Path, default=None, help="video to write (default: CLIP.replay.mp4)")
+    p.add_argument("--scale", type=int, default=4)
+    p.set_defaults(run=_replay)
+
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("info", help="episodes, frames, action histogram and size of a dataset")
     p.add_argument("dir", type=Path)
@@ -124,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (SourceEnvError, DatasetError, ShardError, CheckpointError) as e:
+    except (SourceEnvError, DatasetError, ShardError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -76,21 +76,29 @@ class Episode:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {t} actions")
 
 
-def write_atomic(path: Path, write: Any, suffix: str = ".tmp") -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it into place."""
+@contextmanager
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary file name beside `path` (ending in `suffix`, for writers that pick a
+    format by extension); on success the file replaces `path` in one rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a dataset is meant to be shared
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; datasets and clips are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: Path, write: Any, suffix: str = ".tmp") -> None:
+    """Call `write(file)` on a temporary file beside `path`, then rename it into place."""
+    with atomic_path(path, suffix) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @contextmanager

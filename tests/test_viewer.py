@@ -1,0 +1,84 @@
+import json
+
+import numpy as np
+import pygame
+import pytest
+
+from worldgen import viewer as viewer_module
+from worldgen.record import Clip, replay_clip
+from worldgen.viewer import Viewer, action_for_keys, key_help
+from worldgen.world import World
+
+MEANINGS = ["NOOP", "LEFT", "RIGHT", "JUMP", "LEFT_JUMP", "RIGHT_JUMP"]
+
+
+def test_keys_map_to_actions_by_name():
+    assert action_for_keys(MEANINGS, set()) == 0
+    assert action_for_keys(MEANINGS, {"K_RIGHT"}) == 2
+    assert action_for_keys(MEANINGS, {"K_d", "K_SPACE"}) == 5
+    assert action_for_keys(MEANINGS, {"K_LEFT", "K_w"}) == 4
+    atari = ["NOOP", "FIRE", "RIGHT", "LEFT"]
+    assert action_for_keys(atari, {"K_SPACE"}) == 1 and action_for_keys(atari, {"K_a"}) == 3
+    assert any("RIGHT_JUMP" in line and "SPACE" in line for line in key_help(MEANINGS))
+
+
+def key(k, down=True):
+    return pygame.event.Event(pygame.KEYDOWN if down else pygame.KEYUP, key=k)
+
+
+def test_viewer_plays_scripted_keys_and_records_a_replayable_clip(tiny_world, tmp_path, monkeypatch):
+    written = {}
+    real_write = viewer_module.write_video
+
+    def capture(path, frames, fps, *args):
+        written[path] = frames
+        real_write(path, frames, fps, *args)
+
+    monkeypatch.setattr(viewer_module, "write_video", capture)
+    held = set()
+    monkeypatch.setattr(Viewer, "_held", staticmethod(lambda pg, name: name in held))
+
+    def script(frame):
+        if frame == 2:
+            held.add("K_RIGHT")
+            return [key(pygame.K_F5)]
+        if frame == 5:
+            return [key(pygame.K_TAB), key(pygame.K_F1)]
+        if frame == 9:
+            held.add("K_SPACE")
+        if frame == 12:
+            return [key(pygame.K_BACKSPACE)]
+        if frame == 16:
+            return [key(pygame.K_F5)]
+        return []
+
+    world = World(tiny_world)
+    stats = Viewer(world, seed=3, clip_dir=tmp_path, fps=5).run(max_frames=20, script=script)  # Backspace: 5 frames
+    assert stats.frames == 20 and len(stats.model_ms) > 0
+    (path,) = stats.clips
+    assert path.exists() and path.with_suffix(".json").exists()
+    clip = Clip.load(path.with_suffix(".json"))
+    assert isinstance(clip.sampling_steps, list) and set(clip.sampling_steps) == {1, 2}, "TAB switched steps mid-clip"
+    assert 2 in clip.actions and 5 in clip.actions
+    replayed = replay_clip(World(tiny_world), clip)
+    assert np.array_equal(replayed, written[path]), "replay redraws the viewer's clip frame for frame"
+    assert json.loads(path.with_suffix(".json").read_text())["format"] == "worldgen-clip"
+
+
+def test_without_a_display_play_says_so_in_one_line(monkeypatch, capsys):
+    from worldgen.cli import main
+
+    for var in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["play"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no display" in err[0] and "worldgen record" in err[0]
+
+
+def test_viewer_compares_with_the_real_game(tiny_world):
+    import gymnasium as gym
+
+    world = World(tiny_world)
+    v = Viewer(world, seed=1, compare_env=lambda: gym.make("worldgen/Platformer-v0"), fps=60)
+    stats = v.run(max_frames=6, script=lambda f: [key(pygame.K_g)] if f == 4 else [])
+    assert stats.frames == 6

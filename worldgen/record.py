@@ -1,0 +1,138 @@
+"""Gameplay clips of generated worlds: video (mp4 or gif) plus the JSON that regenerates it.
+
+The sidecar `clip.json` holds the world, the prompt, the noise seed, the sampling steps and
+every action, so `worldgen replay clip.json` draws the same clip frame for frame.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from worldgen.data.storage import atomic_path, write_atomic
+from worldgen.world import World
+
+CLIP_FORMAT = "worldgen-clip"
+
+
+@dataclass
+class Clip:
+    world: str
+    seed: int
+    """Noise seed of the world's reset."""
+    sampling_steps: int | list[int]
+    """Sampling steps for every action (one number, or one per action when they changed)."""
+    prompt: int | str
+    """A level seed of the source game, or the path of a prompt image."""
+    actions: list[int] = field(default_factory=list)
+    """Every action since the reset."""
+    start: int = 0
+    """The first frame of the video: a clip recorded mid-play still replays from the reset."""
+    fps: int = 30
+    format: str = CLIP_FORMAT
+
+    def save(self, path: Path) -> None:
+        data = json.dumps(asdict(self), indent=1).encode()
+        write_atomic(Path(path), lambda f: f.write(data))
+
+    @classmethod
+    def load(cls, path: Path) -> "Clip":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a readable clip file ({e})") from None
+        if data.get("format") != CLIP_FORMAT:
+            raise ValueError(f"{path}: not a worldgen clip (format {data.get('format')!r}); record one with `worldgen record`")
+        return cls(**data)
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int, scale: int = 4) -> None:
+    """mp4 (imageio-ffmpeg) or gif (Pillow) of (T, H, W, 3) uint8 frames, enlarged `scale` times
+    with nearest-neighbour pixels; written to a temporary file and renamed."""
+    path = Path(path)
+    frames = np.repeat(np.repeat(frames, scale, axis=1), scale, axis=2)
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        import imageio.v2 as imageio
+
+        with atomic_path(path, ".mp4") as tmp:
+            imageio.mimwrite(tmp, list(frames), fps=fps, macro_block_size=1)
+    elif suffix == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames]
+        with atomic_path(path, ".gif") as tmp:
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    else:
+        raise ValueError(f"{path}: clips are written as .mp4 or .gif, not {suffix or 'no extension'!r}")
+
+
+Policy = Callable[[np.ndarray, int], int]
+"""(frame, step) -> action."""
+
+
+def record_clip(world: World, clip: Clip, frames: int, policy: Policy) -> np.ndarray:
+    """Run a world from the clip's prompt and seed for `frames` steps of `policy`, logging the
+    actions into the clip. Returns the frames (frames + 1, H, W, 3)."""
+    world.sampling_steps = clip.sampling_steps if isinstance(clip.sampling_steps, int) else clip.sampling_steps[0]
+    frame = world.reset(clip.prompt, seed=clip.seed)[0]
+    out, clip.actions = [frame], []
+    for t in range(frames):
+        action = int(policy(frame, t))
+        clip.actions.append(action)
+        frame = world.step([action]).frames[0]
+        out.append(frame)
+    return np.stack(out)
+
+
+def replay_clip(world: World, clip: Clip) -> np.ndarray:
+    """The clip's frames, drawn again from its prompt, seed, sampling steps and actions:
+    (len(actions) + 1 - start, H, W, 3)."""
+    steps = clip.sampling_steps if isinstance(clip.sampling_steps, list) else [clip.sampling_steps] * len(clip.actions)
+    if len(steps) != len(clip.actions):
+        raise ValueError(f"the clip has {len(clip.actions)} actions but {len(steps)} sampling-step entries")
+    out = [world.reset(clip.prompt, seed=clip.seed)[0]]
+    for action, n in zip(clip.actions, steps):
+        world.sampling_steps = n
+        out.append(world.step([int(action)]).frames[0])
+    return np.stack(out[clip.start :])
+
+
+def make_policy(spec: str, num_actions: int, seed: int) -> Policy:
+    """`random` (held random actions), a JSON file of actions (a list, or a clip), or a
+    stable-baselines3 agent saved as .zip."""
+    if spec == "random":
+        from worldgen.data.policies import RandomRepeatPolicy
+
+        random_policy = RandomRepeatPolicy(num_actions, seed=seed)
+        return lambda frame, t: int(random_policy.act(frame[None], [{}], np.array([t == 0]))[0])
+    path = Path(spec)
+    if path.suffix == ".json":
+        data: Any = json.loads(path.read_text())
+        actions = data["actions"] if isinstance(data, dict) else data
+        if not all(isinstance(a, int) and 0 <= a < num_actions for a in actions):
+            raise ValueError(f"{path}: actions must be integers in [0, {num_actions})")
+        return lambda frame, t: actions[t % len(actions)]
+    if path.suffix == ".zip":
+        return _sb3_policy(path)
+    raise ValueError(f"--policy takes random, ACTIONS.json or an agent .zip, got {spec!r}")
+
+
+def _sb3_policy(path: Path) -> Policy:
+    try:
+        import stable_baselines3 as sb3
+    except ImportError as e:
+        raise ValueError("agent policies need the rl extra: pip install 'worldgen[rl]'") from e
+    for algo in (sb3.PPO, sb3.A2C, sb3.DQN):
+        try:
+            model = algo.load(str(path), device="cpu")
+            break
+        except (ValueError, KeyError, RuntimeError, TypeError):
+            continue
+    else:
+        raise ValueError(f"{path}: not a stable-baselines3 PPO, A2C or DQN agent")
+    return lambda frame, t: int(model.predict(frame, deterministic=True)[0])

@@ -1,0 +1,251 @@
+"""`worldgen play`: a generated world in a pygame window, in real time, at the keyboard.
+
+Keys come from the world's action names: arrows or WASD move, Space (or Up/W) jumps or fires.
+F1 lists them; R resets, P pauses, TAB switches 1 and 2 sampling steps, F5 starts and stops
+recording a clip, Backspace rewinds a second, G re-grounds the world from the real game
+(with --compare), Esc quits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from worldgen.frames import psnr
+from worldgen.record import Clip, write_video
+from worldgen.world import World
+
+_TOKEN_KEYS = {
+    "LEFT": ("K_LEFT", "K_a"),
+    "RIGHT": ("K_RIGHT", "K_d"),
+    "UP": ("K_UP", "K_w"),
+    "DOWN": ("K_DOWN", "K_s"),
+    "JUMP": ("K_SPACE", "K_UP", "K_w"),
+    "FIRE": ("K_SPACE",),
+}
+
+
+class NoDisplay(RuntimeError):
+    """pygame found no screen to open a window on."""
+
+
+def action_for_keys(meanings: list[str], pressed: set[str]) -> int:
+    """The action whose name's parts (LEFT, JUMP, ...) are exactly the held keys' parts, else the
+    one covering most of them; NOOP (or action 0) when nothing matches."""
+    held = {token for token, keys in _TOKEN_KEYS.items() if pressed & set(keys)}
+    best, best_score = 0, 0
+    for i, name in enumerate(meanings):
+        tokens = set(name.split("_")) - {"NOOP"}
+        if tokens == held:
+            return i
+        if tokens <= held and len(tokens) > best_score:
+            best, best_score = i, len(tokens)
+    return best
+
+
+def key_help(meanings: list[str]) -> list[str]:
+    """One line per action: its name and the keys that choose it."""
+    lines = []
+    for name in meanings:
+        keys = [" + ".join("/".join(k[2:].upper() for k in _TOKEN_KEYS[t]) for t in name.split("_") if t in _TOKEN_KEYS)]
+        lines.append(f"{name:<12} {keys[0] if keys[0] else '(no key)'}")
+    return lines + ["", "R reset  P pause  TAB 1/2 steps  F5 record", "Backspace rewind  G re-ground  Esc quit"]
+
+
+@dataclass
+class PlayStats:
+    frames: int = 0
+    seconds: float = 0.0
+    model_ms: list[float] = field(default_factory=list)
+    clips: list[Path] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+class Viewer:
+    def __init__(
+        self,
+        world: World,
+        prompt: int | str | Path | None = None,
+        scale: int = 8,
+        fps: int | None = None,
+        compare_env: Callable[[], Any] | None = None,
+        clip_dir: Path = Path("clips"),
+        seed: int = 0,
+    ) -> None:
+        self.world = world
+        self.prompt: int | str = seed if prompt is None else (str(prompt) if isinstance(prompt, Path) else prompt)
+        """A level seed of the source game or an image path: what a clip can name to replay."""
+        self.scale = scale
+        self.fps = fps or world.spec.fps
+        self.make_real = compare_env
+        self.clip_dir = Path(clip_dir)
+        self.seed = seed
+
+    def run(self, max_frames: int | None = None, script: Callable[[int], list[Any]] | None = None) -> PlayStats:
+        """Play until Esc (or `max_frames`); `script(frame)` may return pygame events to post,
+        which is how tests drive the viewer under SDL's dummy video driver."""
+        import pygame
+
+        try:
+            pygame.display.init()
+            pygame.font.init()
+            size = self.world.spec.frame_size * self.scale
+            panes = 2 if self.make_real else 1
+            screen = pygame.display.set_mode((size * panes, size + 72))
+        except pygame.error as e:
+            raise NoDisplay(str(e)) from None
+        pygame.display.set_caption(f"worldgen: {self.world.spec.name}")
+        font = pygame.font.Font(None, 22)
+        clock = pygame.time.Clock()
+        meanings = self.world.action_meanings
+        stats = PlayStats()
+        history: deque = deque(maxlen=self.fps * 10)
+        real_env, real_frames, real_actions = None, deque(maxlen=self.world.spec.context), deque(maxlen=self.world.spec.context)
+
+        def reset() -> tuple[np.ndarray, np.ndarray | None]:
+            nonlocal real_env
+            history.clear()
+            if self.make_real:
+                real_env = real_env or self.make_real()
+                level = self.prompt if isinstance(self.prompt, int) else self.seed
+                real, _ = real_env.reset(seed=level)
+                if not isinstance(self.prompt, int):
+                    return self.world.reset(real[None], seed=self.seed)[0], real
+                real_frames.clear()
+                real_actions.clear()
+                real_frames.append(real)
+                return self.world.reset(level, seed=self.seed)[0], real
+            return self.world.reset(self.prompt, seed=self.seed)[0], None
+
+        log: list[tuple[int, int]] = []  # (action, sampling steps) since the reset, for clips
+
+        frame, real = reset()
+        paused, show_help, recording = False, False, None
+        total_reward, steps, drift = 0.0, 0, float("nan")
+        start = time.perf_counter()
+        running = True
+        while running:
+            for event in script(stats.frames) if script else []:
+                pygame.event.post(event)
+            for event in pygame.event.get():
+                if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE):
+                    running = False
+                elif event.type == pygame.KEYDOWN:
+                    if event.key in (pygame.K_r, pygame.K_g) and recording is not None:
+                        recording = self._toggle_recording(recording, log, stats)  # a clip replays from one reset
+                    if event.key == pygame.K_r:
+                        frame, real = reset()
+                        total_reward, steps = 0.0, 0
+                        log.clear()
+                    elif event.key == pygame.K_p:
+                        paused = not paused
+                    elif event.key == pygame.K_TAB and self.world.spec.sampler == "consistency":
+                        self.world.sampling_steps = 3 - self.world.sampling_steps
+                    elif event.key == pygame.K_F1:
+                        show_help = not show_help
+                    elif event.key == pygame.K_F5:
+                        recording = self._toggle_recording(recording, log, stats, frame)
+                    elif event.key == pygame.K_BACKSPACE and history:
+                        back = min(self.fps, len(history))
+                        for _ in range(back - 1):
+                            history.pop()
+                        state, frame = history.pop()
+                        self.world.set_state(state)
+                        steps = max(steps - back, 0)
+                        del log[len(log) - back:]
+                        if recording is not None:
+                            del recording[1][max(len(recording[1]) - back, 1):]
+                    elif event.key == pygame.K_g and self.make_real and len(real_frames):
+                        frame = self.world.reset(np.stack(real_frames), list(real_actions)[1:], seed=self.seed + steps)[0]
+                        log.clear()
+            if not running:
+                break
+            if not paused:
+                pressed = {name for name in {k for keys in _TOKEN_KEYS.values() for k in keys} if self._held(pygame, name)}
+                action = action_for_keys(meanings, pressed)
+                history.append((self.world.get_state(), frame))
+                t0 = time.perf_counter()
+                result = self.world.step([action])
+                stats.model_ms.append((time.perf_counter() - t0) * 1e3)
+                frame = result.frames[0]
+                total_reward += float(result.rewards[0])
+                steps += 1
+                log.append((action, self.world.sampling_steps))
+                if recording is not None:
+                    recording[1].append(frame)
+                if real_env is not None:
+                    real, *_ = real_env.step(action)
+                    real_frames.append(real)
+                    real_actions.append(action)
+                    drift = float(psnr(frame, real))
+            self._draw(pygame, screen, font, frame, real, show_help, recording is not None, stats, steps, total_reward, drift, clock)
+            pygame.display.flip()
+            clock.tick(self.fps)  # real time: never faster than the target
+            stats.frames += 1
+            if max_frames is not None and stats.frames >= max_frames:
+                running = False
+        if recording is not None:
+            self._toggle_recording(recording, log, stats)
+        stats.seconds = time.perf_counter() - start
+        pygame.display.quit()
+        return stats
+
+    @staticmethod
+    def _held(pygame: Any, name: str) -> bool:
+        keys = pygame.key.get_pressed()
+        return bool(keys[getattr(pygame, name)])
+
+    def _toggle_recording(self, recording: Any, log: list[tuple[int, int]], stats: PlayStats, frame: np.ndarray | None = None) -> Any:
+        """Start a recording (returns (first step, frames)), or finish one: the video, and the
+        clip JSON with every action since the reset so `worldgen replay` redraws it exactly."""
+        if recording is None:
+            return len(log), [frame]
+        start, frames = recording
+        steps = [n for _, n in log] or [self.world.sampling_steps]
+        clip = Clip(
+            world=str(self.world.folder),
+            seed=self.seed,
+            sampling_steps=steps[0] if len(set(steps)) == 1 else steps,
+            prompt=self.prompt,
+            actions=[a for a, _ in log],
+            start=min(start, len(log)),
+            fps=self.fps,
+        )
+        self.clip_dir.mkdir(parents=True, exist_ok=True)
+        path = self.clip_dir / f"clip-{time.strftime('%Y%m%d-%H%M%S')}-{len(stats.clips)}.mp4"
+        write_video(path, np.stack(frames), clip.fps)
+        clip.save(path.with_suffix(".json"))
+        stats.clips.append(path)
+        return None
+
+    def _draw(self, pygame, screen, font, frame, real, show_help, recording, stats, steps, reward, drift, clock) -> None:
+        size = self.world.spec.frame_size * self.scale
+        screen.fill((20, 20, 28))
+        for i, image in enumerate([frame] + ([real] if real is not None else [])):
+            surface = pygame.surfarray.make_surface(np.ascontiguousarray(image.swapaxes(0, 1)))
+            screen.blit(pygame.transform.scale(surface, (size, size)), (i * size, 0))
+        ms = np.mean(stats.model_ms[-30:]) if stats.model_ms else 0.0
+        hud = [
+            f"{clock.get_fps():5.1f} fps   {ms:5.1f} ms/frame   {self.world.sampling_steps} step(s)   step {steps}   reward {reward:+.1f}",
+            ("REC  " if recording else "") + (f"drift: PSNR {drift:4.1f} dB vs the real game (G re-grounds)" if real is not None else "F1: keys"),
+        ]
+        for i, line in enumerate(hud):
+            screen.blit(font.render(line, True, (230, 230, 230)), (8, size + 8 + 24 * i))
+        if show_help:
+            for i, line in enumerate(key_help(self.world.action_meanings)):
+                screen.blit(font.render(line, True, (255, 255, 120), (0, 0, 0)), (8, 8 + 20 * i))
+
+
+def has_display() -> bool:
+    """Whether SDL can open a window here (an X or Wayland display, a non-Linux desktop, or a
+    driver chosen explicitly, such as the tests' dummy driver)."""
+    return bool(os.environ.get("SDL_VIDEODRIVER") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or os.name == "nt" or os.uname().sysname == "Darwin"
