@@ -137,8 +137,13 @@ class WorldEnv(gym.Env):
 
 
 class WorldVectorEnv(VectorEnv):
-    """N generated worlds stepped in one batched model call (next-step autoreset: the step
-    after an episode ends resets that world, ignores its action and returns reward 0)."""
+    """N generated worlds stepped in one batched model call.
+
+    Autoreset: NEXT_STEP by default (Gymnasium's default: the step after an episode ends
+    resets that world, ignores its action and returns reward 0), or SAME_STEP with
+    `autoreset_mode="same_step"` (the ending step already returns the new episode's first
+    frame, and the last frame in `info["final_obs"]`, as stable-baselines3 expects).
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
@@ -150,7 +155,12 @@ class WorldVectorEnv(VectorEnv):
         device: str = "auto",
         render_mode: str | None = None,
         max_episode_steps: int | None = None,
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode must be next_step or same_step, got {autoreset_mode!r}")
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = num_envs
         self.world = World(world, sampling_steps=sampling_steps, device=device, batch_size=num_envs)
         size = self.world.spec.frame_size
@@ -192,11 +202,21 @@ class WorldVectorEnv(VectorEnv):
             self.world.steps >= self.max_episode_steps if self.max_episode_steps else np.zeros(self.num_envs, dtype=bool)
         )
         self._frames = result.frames.copy()
+        infos: dict[str, Any] = {}
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            done = terminated | truncated
+            if done.any():
+                final = np.empty(self.num_envs, dtype=object)
+                for i in np.flatnonzero(done):
+                    final[i] = self._frames[i].copy()
+                    self._reset_one(i, None)
+                infos["final_obs"], infos["_final_obs"] = final, done.copy()
+            return self._frames.copy(), rewards, terminated, truncated, infos
         for i in np.flatnonzero(self._needs_reset):
             self._reset_one(i, None)
             rewards[i], terminated[i], truncated[i] = 0.0, False, False
         self._needs_reset = terminated | truncated
-        return self._frames.copy(), rewards, terminated, truncated, {}
+        return self._frames.copy(), rewards, terminated, truncated, infos
 
     def render(self) -> np.ndarray | None:
         return self._frames.copy() if self.render_mode == "rgb_array" else None

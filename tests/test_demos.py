@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,3 +18,22 @@ def test_platformer_strip_demo_writes_a_picture(tmp_path):
     )
     strip = np.asarray(Image.open(out))
     assert strip.shape == (64, 3 * 64 + 2 * 2, 3)
+
+
+def test_world_from_image_demo(tiny_world, tmp_path):
+    out = tmp_path / "w.gif"
+    subprocess.run(
+        [sys.executable, str(ROOT / "demos/world_from_image.py"), "--image", str(ROOT / "docs/platformer.png"),
+         "--out", str(out), "--world", str(tiny_world), "--frames", "4"],
+        check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert out.stat().st_size > 0
+
+
+def test_train_agent_in_world_demo(tiny_world):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "demos/train_agent_in_world.py"), "--world", str(tiny_world), "--timesteps", "64",
+         "--num-envs", "2", "--n-steps", "32", "--eval-episodes", "1"],
+        check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+    )
+    assert "real-game return of the agent" in result.stdout

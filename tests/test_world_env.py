@@ -57,3 +57,19 @@ def test_record_video_wrapper_works(tiny_world, tmp_path):
         env.step(env.action_space.sample())
     env.close()
     assert list(tmp_path.glob("*.mp4"))
+
+
+def test_same_step_autoreset_returns_the_new_episode_at_once(tiny_world):
+    venv = gym.make_vec(ID, num_envs=2, vectorization_mode="vector_entry_point", world=str(tiny_world),
+                        max_episode_steps=3, autoreset_mode="same_step")
+    assert venv.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    venv.reset(seed=0)
+    for _ in range(3):
+        obs, rewards, terminated, truncated, info = venv.step(np.array([2, 2]))
+        if (terminated | truncated).any():
+            break
+    done = terminated | truncated
+    assert done.any()
+    for i in np.flatnonzero(done):
+        assert info["final_obs"][i].shape == (64, 64, 3)
+        assert not np.array_equal(info["final_obs"][i], obs[i])

@@ -127,6 +127,28 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    import envs  # noqa: F401  (registers worldgen/World-v0)
+    from worldgen.bench import bench_vector_env, bench_world, format_report, save_report
+    from worldgen.world import resolve_world
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    world = resolve_world(args.world)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
+    reports = []
+    for device in devices:
+        report = bench_world(world, tuple(args.batches), device, args.teacher, args.seconds)
+        report["vector_env"] = bench_vector_env(world, tuple(args.num_envs), device, args.seconds)
+        print(format_report(report) + "\n")
+        reports.append(report)
+    if args.json:
+        save_report({"runs": reports}, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="worldgen",
@@ -191,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, default=None, help="video to write (default: CLIP.replay.mp4)")
     p.add_argument("--scale", type=int, default=4)
     p.set_defaults(run=_replay)
+
+    p = sub.add_parser("bench", help="how fast a world runs: frames/s, throughput, ms per model call (CPU, and CUDA when present)")
+    p.add_argument("--world", default="platformer")
+    p.add_argument("--teacher", type=Path, default=None, help="also time this teacher export at 8 and 32 ODE steps")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
+    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 16, 64], help="vector-env sizes to time")
+    p.add_argument("--seconds", type=float, default=2.0, help="minimum timing per figure")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--cpu-only", action="store_true")
+    p.add_argument("--json", type=Path, default=None)
+    p.set_defaults(run=_bench)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("info", help="episodes, frames, action histogram and size of a dataset")

@@ -142,10 +142,17 @@ def write_shard(path: Path, episode: Episode, env_id: str) -> None:
     write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
+MAX_OPEN_SHARDS = 64
+"""Zip handles kept open across all shards; a dataset may have far more episodes than a
+process may have open files."""
+_open_shards: OrderedDict[int, "Shard"] = OrderedDict()
+
+
 class Shard:
     """Lazy reader of one episode shard: metadata and per-step arrays on open, frames on demand.
 
-    Safe across fork (DataLoader workers): the zip handle is reopened in each process.
+    At most MAX_OPEN_SHARDS zip handles stay open (least recently used closed first). Safe
+    across fork (DataLoader workers): the zip handle is reopened in each process.
     """
 
     def __init__(self, path: Path) -> None:
@@ -174,18 +181,23 @@ class Shard:
         self.chunk = int(self.meta["chunk"])
         if len(self.actions) != self.num_frames - 1:
             raise ShardError(f"{self.path}: {len(self.actions)} actions for {self.num_frames} frames")
+        self.close()
 
     @property
     def num_steps(self) -> int:
         return self.num_frames - 1
 
     def _open(self) -> Any:
-        if self._pid != os.getpid():
+        if self._pid != os.getpid() or self._zip is None:
             try:
                 self._zip = np.load(self.path, allow_pickle=False)
             except (ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
                 raise ShardError(f"{self.path}: corrupted or not a worldgen episode shard ({type(e).__name__}: {e})") from e
             self._pid = os.getpid()
+        _open_shards[id(self)] = self
+        _open_shards.move_to_end(id(self))
+        while len(_open_shards) > MAX_OPEN_SHARDS:
+            _open_shards.popitem(last=False)[1].close()
         return self._zip
 
     def chunk_frames(self, index: int) -> np.ndarray:
@@ -204,6 +216,7 @@ class Shard:
         if self._zip is not None and self._pid == os.getpid():
             self._zip.close()
         self._zip, self._pid = None, None
+        _open_shards.pop(id(self), None)
 
 
 class FrameCache:
