@@ -157,9 +157,10 @@ class WorldVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
-        self.autoreset_mode = AutoresetMode(autoreset_mode)
-        if self.autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(f"autoreset_mode must be next_step or same_step, got {autoreset_mode!r}")
+        modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
+        self.autoreset_mode = modes.get(autoreset_mode, autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
+        if self.autoreset_mode not in modes.values():
+            raise ValueError(f"autoreset_mode must be next_step or same_step (or the AutoresetMode), got {autoreset_mode!r}")
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = num_envs
         self.world = World(world, sampling_steps=sampling_steps, device=device, batch_size=num_envs)
