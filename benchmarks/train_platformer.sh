@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Train the Platformer world end to end on this machine: data, autoencoder, teacher, sCD,
+# reward head, sCT, then the learning-proof table. Resumable: run it again after an
+# interruption and every stage continues from its newest checkpoint (finished stages are skipped).
+#
+#   bash benchmarks/train_platformer.sh            # DATA=data/platformer RUNS=runs/platformer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-data/platformer}
+RUNS=${RUNS:-runs/platformer}
+WG=${WG:-worldgen}
+
+[ -f "$DATA/manifest.json" ] || $WG collect --env worldgen/Platformer-v0 --episodes 400 --out "$DATA" --policy explore --seed 0
+
+last_step() {  # newest checkpoint step of a run folder, 0 if none
+  local newest
+  newest=$(ls "$1/checkpoints" 2>/dev/null | sort | tail -n 1)
+  echo $((10#${newest#step-}))
+}
+
+stage() {  # stage NAME STEPS ARGS...: train runs/NAME for STEPS steps, resuming if begun
+  local name=$1 steps=$2 out="$RUNS/$1"
+  shift 2
+  local done_steps
+  done_steps=$( [ -d "$out/checkpoints" ] && last_step "$out" || echo 0 )
+  if [ "$done_steps" -ge "$steps" ]; then
+    echo "$name: done ($done_steps steps)"
+    return
+  fi
+  local resume=()
+  [ "$done_steps" -gt 0 ] && resume=(--resume)
+  echo "$name: training to $steps steps (from $done_steps)"
+  $WG train "$@" --data "$DATA" --out "$out" --steps "$steps" "${resume[@]}"
+}
+
+stage ae 2500 ae --preset small
+stage teacher 10000 teacher --preset small
+stage scd 2000 scm --mode scd
+stage reward 2000 reward --preset small
+stage sct 2000 scm --mode sct
+python benchmarks/learning_proof.py --runs "$RUNS" --data "$DATA"
