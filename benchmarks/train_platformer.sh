@@ -15,14 +15,14 @@ WG=${WG:-worldgen}
 last_step() {  # newest checkpoint step of a run folder, 0 if none
   local newest
   newest=$(ls "$1/checkpoints" 2>/dev/null | sort | tail -n 1)
-  echo $((10#${newest#step-}))
+  [ -n "$newest" ] && echo $((10#${newest#step-})) || echo 0
 }
 
 stage() {  # stage NAME STEPS ARGS...: train runs/NAME for STEPS steps, resuming if begun
   local name=$1 steps=$2 out="$RUNS/$1"
   shift 2
   local done_steps
-  done_steps=$( [ -d "$out/checkpoints" ] && last_step "$out" || echo 0 )
+  done_steps=$(last_step "$out")
   if [ "$done_steps" -ge "$steps" ]; then
     echo "$name: done ($done_steps steps)"
     return
