@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the Platformer world end to end on this machine: data, autoencoder, teacher, sCD,
-# reward head, sCT, then the learning-proof table. Resumable: run it again after an
-# interruption and every stage continues from its newest checkpoint (finished stages are skipped).
+# reward head, sCT; pack the world and evaluate every stage against the real game.
+# Resumable: run it again after an interruption and every stage continues from its newest
+# checkpoint (finished stages are skipped).
 #
 #   bash benchmarks/train_platformer.sh            # DATA=data/platformer RUNS=runs/platformer
 set -euo pipefail
@@ -38,4 +39,6 @@ stage teacher 10000 teacher --preset small
 stage scd 2000 scm --mode scd
 stage reward 2000 reward --preset small
 stage sct 2000 scm --mode sct
-python benchmarks/learning_proof.py --runs "$RUNS" --data "$DATA"
+$WG pack --runs "$RUNS" --dynamics scd --data "$DATA" --out "$RUNS/world"
+$WG eval --world "$RUNS/world" --teacher "$RUNS/teacher/export" --method "sct 2-step=$RUNS/sct/export:2" \
+  --data "$DATA" --seeds 16 --horizons 1,8,32,128 --out "$RUNS/eval"

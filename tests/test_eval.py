@@ -1,11 +1,13 @@
+import json
+
 import gymnasium as gym
 import numpy as np
 import torch
 
 from envs.platformer import ExplorerPolicy, detect_objects
 from envs.platformer import palette as P
-from worldgen.eval import Method, RolloutResult, _object_fidelity, compare, held_out_seeds, record_references
-from worldgen.frames import psnr
+from worldgen.eval import Method, Rollouts, evaluate, format_table, held_out_seeds, object_fidelity, record_references, write_report
+from worldgen.frames import mse, psnr_from_mse, ssim
 
 
 def refs(n=2, steps=60):
@@ -13,32 +15,26 @@ def refs(n=2, steps=60):
     return record_references(make, ExplorerPolicy(seed=0), list(range(500, 500 + n)), steps)
 
 
-def empty_result():
-    nan = float("nan")
-    return RolloutResult(np.zeros(1), nan, nan, nan, nan, nan)
-
-
 def test_references_are_real_play_with_ground_truth():
     (ref,) = refs(1)
-    assert ref.frames.shape[0] == len(ref.actions) + 1 == ref.player.shape[0]
+    assert ref.frames.shape[0] == len(ref.actions) + 1 == ref.player.shape[0] == len(ref.rewards) + 1
     env = gym.make("worldgen/Platformer-v0")
     obs, _ = env.reset(seed=ref.seed)
     assert np.array_equal(obs, ref.frames[0])
     for t, a in enumerate(ref.actions[:20]):
-        obs, *_ = env.step(a)
-        assert np.array_equal(obs, ref.frames[t + 1])
+        obs, reward, *_ = env.step(a)
+        assert np.array_equal(obs, ref.frames[t + 1]) and reward == ref.rewards[t]
 
 
 def test_object_fidelity_is_perfect_on_the_real_frames_and_zero_on_empty_ones():
     (ref,) = refs(1)
     real = ref.frames[None, 10:42]
-    r = empty_result()
-    _object_fidelity(r, real, real, ref.player[None, 10:42], detect_objects, 3.0, 16.0)
-    assert r.player_error < 1.0 and r.player_found == 1.0 and r.invented == 0
-    assert np.isnan(r.coins_kept) or r.coins_kept == 1.0
+    perfect = object_fidelity(Rollouts(real, real, ref.player[None, 10:42]), detect_objects, 32)
+    assert perfect["player_error_px"] < 1.0 and perfect["player_found"] == 1.0 and perfect["invented_per_frame"] == 0
+    assert np.isnan(perfect["coins_kept"]) or perfect["coins_kept"] == 1.0
     sky = np.broadcast_to(np.array(P.SKY, dtype=np.uint8), real.shape).copy()
-    _object_fidelity(r, sky, real, ref.player[None, 10:42], detect_objects, 3.0, 16.0)
-    assert r.player_found == 0.0 and r.player_error == 16.0
+    empty = object_fidelity(Rollouts(sky, real, ref.player[None, 10:42]), detect_objects, 32)
+    assert empty["player_found"] == 0.0 and empty["player_error_px"] == 16.0
 
 
 class _CopyCodec:
@@ -60,17 +56,57 @@ class _ZeroNet(torch.nn.Module):
         return torch.zeros_like(x)
 
 
-def test_compare_scores_every_method_against_the_same_reality():
-    rs = refs(2, 50)
+class _ZeroHead(torch.nn.Module):
+    def forward(self, context, actions, next_latent):
+        return torch.zeros(len(context)), torch.full((len(context),), 5.0)  # always "terminated"
+
+
+def test_evaluate_scores_every_method_against_the_same_reality(tmp_path):
+    rs = refs(2, 60)
     methods = [Method("repeat", None), Method("zero", _ZeroNet(), "consistency", 1)]
-    rows = compare(methods, rs, _CopyCodec(), k=4, horizon=8, context_noise=0.0, detect=detect_objects)
-    by = {r["method"]: r for r in rows}
-    expected = float(np.mean([psnr(r.frames[t - 1], r.frames[t]) for r in rs for t in range(1, len(r.frames), 4)]))
-    assert abs(by["repeat"]["next_psnr"] - expected) < 1e-6
-    assert by["repeat"]["next_psnr"] > by["zero"]["next_psnr"] + 10
-    assert len(by["zero"]["rollout_psnr_curve"]) == 8
-    assert by["zero"]["player_found"] == 0.0
+    report = evaluate(methods, rs, _CopyCodec(), k=4, context_noise=0.0, horizons=[1, 8], detect=detect_objects,
+                      num_actions=6, controllability_at=(2, 4), object_horizon=8, reward_head=_ZeroHead())
+    rows = report["methods"]
+    last = np.stack([r.frames[t - 1] for r in rs for t in range(4, len(r.frames), 4)])
+    target = np.stack([r.frames[t] for r in rs for t in range(4, len(r.frames), 4)])
+    assert abs(rows["repeat"]["next_psnr"] - float(psnr_from_mse(mse(last, target).mean()))) < 1e-9
+    assert abs(rows["repeat"]["next_ssim"] - float(ssim(last, target).mean())) < 1e-9
+    assert rows["repeat"]["next_psnr"] > rows["zero"]["next_psnr"] + 10
+    assert len(rows["zero"]["psnr_curve"]) == 8 and set(rows["zero"]["open_loop_psnr"]) == {1, 8}
+    assert rows["zero"]["player_found"] == 0.0
+    assert rows["zero"]["delta_psnr"][4] == 0.0, "a model that ignores actions has no controllability"
+    assert rows["zero"]["termination_recall"] == 1.0 or not any(r.terminated.any() for r in rs)
+    write_report(report, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["methods"]["zero"]["next_psnr"] < 20
+    assert (tmp_path / "psnr_vs_horizon.png").stat().st_size > 0 and (tmp_path / "real_vs_generated.png").stat().st_size > 0
+    assert "| zero |" in format_table(report)
 
 
 def test_held_out_seeds_skip_training_levels():
     assert held_out_seeds(3, {1_000_000, 1_000_002}) == [1_000_001, 1_000_003, 1_000_004]
+
+
+def test_ssim_of_flat_frames_matches_the_formula():
+    a = np.full((1, 32, 32, 3), 100, np.uint8)
+    b = np.full((1, 32, 32, 3), 120, np.uint8)
+    c1 = (0.01 * 255) ** 2
+    expected = (2 * 100 * 120 + c1) / (100**2 + 120**2 + c1)
+    assert abs(float(ssim(a, b)[0]) - expected) < 1e-9 and float(ssim(a, a)[0]) == 1.0
+
+
+def test_cli_pack_and_eval_write_a_report(tiny_world, tiny_world_runs, tiny_dataset, tmp_path, capsys):
+    from worldgen.cli import main
+    from worldgen.world import read_spec
+
+    world = tmp_path / "world"
+    assert main(["pack", "--runs", str(tiny_world_runs), "--dynamics", "world_scd", "--reward", "world_reward",
+                 "--data", str(tiny_dataset), "--out", str(world), "--name", "tiny"]) == 0
+    spec = read_spec(world)
+    assert spec.source_env == "envs:worldgen/Platformer-v0" and spec.sampler == "consistency" and spec.default_steps == 2
+    out = tmp_path / "eval"
+    assert main(["eval", "--world", str(world), "--teacher", str(tiny_world_runs / "teacher" / "export"),
+                 "--data", str(tiny_dataset), "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert {"repeat last frame", "world 2-step", "world 1-step", "teacher 1-step mean", "teacher 32 steps"} == set(report["methods"])
+    assert report["seeds"][0] >= 1_000_000 and "psnr" in report["autoencoder"]
+    assert "| world 2-step |" in capsys.readouterr().out

@@ -149,6 +149,78 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from worldgen.data.storage import read_manifest
+    from worldgen.world import pack_world, spec_for
+
+    runs = args.runs
+    dynamics = runs / args.dynamics / "export"
+    manifest = read_manifest(args.data)
+    source = args.source_env or manifest["env_id"]
+    if source.startswith("worldgen/"):  # built-in games register when `envs` is imported
+        source = f"envs:{source}"
+    spec = spec_for(dynamics, manifest, source, args.name or runs.name)
+    card = args.card.read_text() if args.card else None
+    out = pack_world(args.out, spec, runs / "ae" / "export", dynamics, runs / args.reward / "export", card)
+    print(f"packed {spec.name} ({args.dynamics}, {spec.sampler} sampler) into {out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    import torch
+
+    import envs  # noqa: F401
+    from worldgen.data.dataset import EpisodeDataset
+    from worldgen.data.policies import RandomRepeatPolicy
+    from worldgen.eval import LatentCodec, Method, autoencoder_report, evaluate, format_table, held_out_seeds, record_references, write_report
+    from worldgen.train.teacher import load_dynamics
+    from worldgen.world import World
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    world = World(args.world)
+    spec = world.spec
+    codec = LatentCodec(world.ae, world.device)
+    methods = [Method("repeat last frame", None)]
+    if spec.sampler == "consistency":
+        methods += [Method(f"world {n}-step", world.net, "consistency", n) for n in (2, 1)]
+    else:
+        methods.append(Method(f"world {spec.default_steps}-step", world.net, "ode", spec.default_steps))
+    if args.teacher:
+        teacher, _ = load_dynamics(args.teacher, world.device)
+        methods += [Method("teacher 1-step mean", teacher, "ode", 1), Method("teacher 32 steps", teacher, "ode", 32)]
+    for item in args.method:
+        name, _, rest = item.partition("=")
+        path, _, steps = rest.partition(":")
+        net, config = load_dynamics(Path(path), world.device)
+        methods.append(Method(name, net, config["sampler"], int(steps or (2 if config["sampler"] == "consistency" else 32))))
+    used = EpisodeDataset(args.data).level_seeds() if args.data else set()
+    seeds = args.seed_list or held_out_seeds(args.seeds, used)
+    platformer = spec.source_env.endswith("worldgen/Platformer-v0")
+    if platformer:
+        from envs.platformer import ExplorerPolicy, detect_objects
+
+        policy, detect = ExplorerPolicy(seed=0), detect_objects
+    else:
+        policy, detect = RandomRepeatPolicy(len(spec.action_meanings), seed=0), None
+    horizons = [int(h) for h in args.horizons.split(",")]
+    longest = max(horizons + [16])  # 16: the longer controllability horizon
+    refs = record_references(lambda: gym.make(spec.source_env), policy, seeds, longest + spec.context + args.extra_steps)
+    report = evaluate(methods, refs, codec, spec.context, spec.context_noise, horizons, detect,
+                      len(spec.action_meanings), reward_head=world.reward_head)
+    report["autoencoder"] = autoencoder_report(codec, refs, detect)
+    report["seeds"] = seeds
+    report["world"] = str(args.world)
+    write_report(report, args.out)
+    print(format_table(report))
+    ae = report["autoencoder"]
+    print(f"\nautoencoder on these frames: PSNR {ae['psnr']:.2f} dB" + (
+        f", coins kept {100 * ae['coins_kept']:.1f}%, enemies kept {100 * ae['enemies_kept']:.1f}%" if detect else ""))
+    print(f"wrote {args.out}/report.json, psnr_vs_horizon.png, real_vs_generated.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="worldgen",
@@ -224,6 +296,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-only", action="store_true")
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(run=_bench)
+
+    p = sub.add_parser("pack", help="assemble a world folder from a run's ae, dynamics and reward exports")
+    p.add_argument("--runs", type=Path, required=True, help="folder with ae/, reward/ and the dynamics run")
+    p.add_argument("--dynamics", default="scd", help="which run is the world's dynamics: scd, sct or teacher")
+    p.add_argument("--reward", default="reward", help="which run is the world's reward head")
+    p.add_argument("--data", type=Path, required=True, help="the training dataset (action names, frame size, source game)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--name", default=None)
+    p.add_argument("--source-env", default=None, help="Gymnasium id of the source game (default: the dataset's)")
+    p.add_argument("--card", type=Path, default=None, help="a model card (markdown) to include as README.md")
+    p.set_defaults(run=_pack)
+
+    p = sub.add_parser("eval", help="judge a world against its real source game on unseen levels")
+    p.add_argument("--world", default="platformer")
+    p.add_argument("--teacher", type=Path, default=None, help="the world's teacher export: adds its 1-step mean and 32 steps")
+    p.add_argument("--method", action="append", default=[], metavar="NAME=EXPORT[:STEPS]", help="another dynamics export to compare")
+    p.add_argument("--data", type=Path, default=None, help="the training dataset, whose level seeds are left out")
+    p.add_argument("--seeds", type=int, default=16, help="how many unseen level seeds")
+    p.add_argument("--seed-list", type=int, nargs="+", default=None)
+    p.add_argument("--horizons", default="1,8,32,128")
+    p.add_argument("--extra-steps", type=int, default=60, help="real steps recorded beyond the longest horizon")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=_eval)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("info", help="episodes, frames, action histogram and size of a dataset")

@@ -3,22 +3,30 @@
 The reference is real play on level seeds the model never trained on. Every method predicts
 from the same real context and actions:
 - teacher-forced: each next frame from K real frames (how good one step is);
-- open loop: the model feeds its own frames back for H steps (how fast it drifts);
+- open loop: the model feeds its own frames back (how fast it drifts), at several horizons;
+- controllability (Genie's Delta-PSNR): open loop with the true actions vs random actions;
 - object fidelity: the game's own sprite detector on generated and real frames, because
-  PSNR rewards a blurred average and barely moves when an object fades or vanishes.
+  PSNR rewards a blurred average and barely moves when an object fades or vanishes;
+- reward and termination: the world's head on generated next frames vs the game's events.
 The real game, its policy and its detector are passed in: this module knows no game.
+
+PSNR over a set of frames is computed from their mean squared error (10 log10(255^2 / MSE)):
+averaging per-frame PSNR would let the repeat-last baseline's identical frames (infinite
+PSNR while the player stands still) dominate.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from worldgen.frames import psnr, to_model
-from worldgen.rollout import predict_next
+from worldgen.frames import mse, psnr_from_mse, ssim, to_model, to_uint8
+from worldgen.rollout import predict_next, predict_reward
 from worldgen.scm import SIGMA_D
 
 Detector = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -26,12 +34,15 @@ Detector = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 @dataclass
 class Reference:
-    """One real episode: frames (T + 1, H, W, 3) uint8, actions (T,), the player's true screen
-    position per frame (T + 1, 2) where the game reports it, and the level seed."""
+    """One real episode: frames (T + 1, H, W, 3) uint8, actions, rewards and terminations (T,),
+    the player's true screen position per frame (T + 1, 2) where the game reports it (NaN
+    elsewhere), and the level seed."""
 
     frames: np.ndarray
     actions: np.ndarray
-    player: np.ndarray | None
+    rewards: np.ndarray
+    terminated: np.ndarray
+    player: np.ndarray
     seed: int
 
 
@@ -41,20 +52,34 @@ def record_references(make_env: Callable[[], Any], policy: Any, seeds: list[int]
     for seed in seeds:
         env = make_env()
         obs, info = env.reset(seed=seed)
-        frames, actions, player = [obs], [], [info.get("player_screen", (np.nan, np.nan))]
+        frames, actions, rewards, ended = [obs], [], [], []
+        player = [info.get("player_screen", (np.nan, np.nan))]
         start = True
         for _ in range(steps):
             action = int(policy.act(obs[None], [info], np.array([start]))[0])
             start = False
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             frames.append(obs)
             actions.append(action)
+            rewards.append(reward)
+            ended.append(terminated)
             player.append(info.get("player_screen", (np.nan, np.nan)))
             if terminated or truncated:
                 break
         env.close()
-        refs.append(Reference(np.stack(frames), np.array(actions), np.array(player, dtype=np.float64), seed))
+        refs.append(Reference(np.stack(frames), np.array(actions), np.array(rewards, dtype=np.float32),
+                              np.array(ended), np.array(player, dtype=np.float64), seed))
     return refs
+
+
+def held_out_seeds(n: int, used: set[int], start: int = 1_000_000) -> list[int]:
+    """The first n level seeds from `start` that no training episode played."""
+    seeds, s = [], start
+    while len(seeds) < n:
+        if s not in used:
+            seeds.append(s)
+        s += 1
+    return seeds
 
 
 @dataclass
@@ -80,100 +105,105 @@ class LatentCodec:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        from worldgen.frames import to_uint8
-
         return torch.cat([to_uint8(self.ae.decode(c / SIGMA_D)) for c in latents.split(256)]).numpy()
 
 
-def _windows(ref: Reference, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices t-K..t-1 (first frame repeated before the start) and their actions (NOOP before)."""
+def _context(ref: Reference, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices t-K..t-1 (the first frame repeated before the start) and the K actions
+    that follow them, the last leading to frame t (NOOP where padded)."""
     idx = np.arange(t - k, t)
-    acts = np.where(idx < 0, 0, ref.actions[np.maximum(idx, 0)])
-    return np.maximum(idx, 0), acts
-
-
-def teacher_forced(methods: list[Method], refs: list[Reference], codec: LatentCodec, k: int, context_noise: float,
-                   every: int = 4, seed: int = 0) -> dict[str, float]:
-    """Mean next-frame PSNR (dB) per method, predicting every `every`-th frame from real context."""
-    latents = [codec.encode(r.frames) for r in refs]
-    ctx, acts, real, last = [], [], [], []
-    for ref, z in zip(refs, latents):
-        for t in range(1, len(ref.frames), every):
-            idx, a = _windows(ref, k, t)
-            ctx.append(z[idx])
-            acts.append(torch.from_numpy(a))
-            real.append(ref.frames[t])
-            last.append(ref.frames[t - 1])
-    context = torch.stack(ctx)
-    actions = torch.stack(acts).to(codec.device)
-    real_frames = np.stack(real)
-    out = {}
-    for m in methods:
-        if m.net is None:  # the baseline repeats the real frame itself, not its reconstruction
-            out[m.name] = float(psnr(np.stack(last), real_frames).mean())
-            continue
-        g = torch.Generator(codec.device).manual_seed(seed)
-        pred = torch.cat([
-            predict_next(m.net, c, a, m.sampler, m.steps, context_noise, g)
-            for c, a in zip(context.split(256), actions.split(256))
-        ])
-        out[m.name] = float(psnr(codec.decode(pred), real_frames).mean())
-    return out
+    return np.maximum(idx, 0), np.where(idx < 0, 0, ref.actions[np.maximum(idx, 0)])
 
 
 @dataclass
-class RolloutResult:
-    psnr: np.ndarray
-    """(H,) mean PSNR at each horizon 1..H."""
-    player_error: float
-    """Mean distance (px) between the detected and the true player over the H steps; a frame
-    where the generated player cannot be found counts as `miss_penalty`."""
-    player_found: float
-    coins_kept: float
-    enemies_kept: float
-    """Share of the coins / enemies the detector finds in the real frame at the last horizon
-    that it also finds, within `match_px`, in the generated frame."""
-    invented: float
-    """Coins and enemies per generated frame (last horizon) with no real counterpart."""
+class Windows:
+    """Teacher-forced windows gathered from references: real context, actions, target."""
+
+    context: torch.Tensor  # (N, K, C, h, w)
+    actions: torch.Tensor  # (N, K)
+    last: np.ndarray  # (N, H, W, 3) the real frame before the target
+    target: np.ndarray  # (N, H, W, 3)
+    reward: np.ndarray  # (N,)
+    terminated: np.ndarray  # (N,)
+    regular: np.ndarray  # (N,) bool: the evenly spaced windows (image measures use only these)
+
+
+def teacher_forced_windows(refs: list[Reference], codec: LatentCodec, k: int, every: int = 4) -> Windows:
+    """Every `every`-th transition, plus every one with a reward or a termination (rare events,
+    for the reward head's precision and recall)."""
+    ctx, acts, last, target, reward, ended, regular = [], [], [], [], [], [], []
+    for ref in refs:
+        z = codec.encode(ref.frames)
+        for t in range(1, len(ref.frames)):
+            if t % every and not (ref.rewards[t - 1] or ref.terminated[t - 1]):
+                continue
+            idx, a = _context(ref, k, t)
+            ctx.append(z[idx])
+            acts.append(torch.from_numpy(a))
+            last.append(ref.frames[t - 1])
+            target.append(ref.frames[t])
+            reward.append(ref.rewards[t - 1])
+            ended.append(ref.terminated[t - 1])
+            regular.append(t % every == 0)
+    return Windows(torch.stack(ctx), torch.stack(acts).to(codec.device), np.stack(last), np.stack(target),
+                   np.array(reward), np.array(ended), np.array(regular))
+
+
+def predict_windows(method: Method, w: Windows, codec: LatentCodec, context_noise: float, seed: int = 0) -> torch.Tensor | None:
+    """Next latents for every window (None for the repeat-last baseline, which has none)."""
+    if method.net is None:
+        return None
+    g = torch.Generator(codec.device).manual_seed(seed)
+    return torch.cat([
+        predict_next(method.net, c, a, method.sampler, method.steps, context_noise, g)
+        for c, a in zip(w.context.split(256), w.actions.split(256))
+    ])
+
+
+@dataclass
+class Rollouts:
+    """Open-loop rollouts from R start points: generated and real frames (R, H, ...)."""
+
+    generated: np.ndarray
+    real: np.ndarray
+    player: np.ndarray  # (R, H, 2) true player positions
 
 
 def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int, horizon: int, context_noise: float,
-              detect: Detector | None, starts: int = 2, seed: int = 0, match_px: float = 3.0, miss_penalty: float = 16.0) -> RolloutResult:
-    """Roll each reference out from `starts` start points, with the true actions, for `horizon` steps."""
+              starts: int = 2, seed: int = 0, random_actions: bool = False, num_actions: int = 0) -> Rollouts:
+    """Roll each reference out from `starts` start points for `horizon` steps, with its true
+    actions, or (for controllability) with uniform random ones."""
     ctx, acts, real, player, last = [], [], [], [], []
+    rng = np.random.default_rng(seed)
     for ref in refs:
         last_start = len(ref.frames) - horizon
         if last_start < k:
             continue
         z = codec.encode(ref.frames)
         for s in np.linspace(k, last_start, starts).astype(int):
-            idx, _ = _windows(ref, k, s)
+            idx, a = _context(ref, k, s)
+            future = ref.actions[s : s + horizon - 1]
+            if random_actions:
+                future = rng.integers(num_actions, size=len(future))
             ctx.append(z[idx])
-            acts.append(ref.actions[s - k : s + horizon - 1])
+            acts.append(np.concatenate([a, future]))
             real.append(ref.frames[s : s + horizon])
             last.append(ref.frames[s - 1])
-            player.append(ref.player[s : s + horizon] if ref.player is not None else np.full((horizon, 2), np.nan))
+            player.append(ref.player[s : s + horizon])
     if not ctx:
-        raise ValueError(f"no reference episode is longer than K + horizon = {k + horizon} frames")
+        raise ValueError(f"no reference episode is longer than K + horizon = {k + horizon} frames; record longer ones")
+    real_frames = np.stack(real)
+    if method.net is None:  # the baseline repeats the real last frame
+        return Rollouts(np.repeat(np.stack(last)[:, None], horizon, axis=1), real_frames, np.stack(player))
     context = torch.stack(ctx)  # (R, K, C, h, w)
     actions = torch.from_numpy(np.stack(acts)).to(codec.device)  # (R, K + H - 1)
     g = torch.Generator(codec.device).manual_seed(seed)
-    if method.net is None:  # the baseline repeats the real last frame
-        gen = np.repeat(np.stack(last)[:, None], horizon, axis=1)
-    else:
-        frames = []
-        for i in range(horizon):
-            nxt = predict_next(method.net, context, actions[:, i : i + k], method.sampler, method.steps, context_noise, g)
-            frames.append(codec.decode(nxt))
-            context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
-        gen = np.stack(frames, axis=1)  # (R, H, H_px, W_px, 3)
-    real_frames = np.stack(real)
-    scores = psnr(gen, real_frames).numpy()  # (R, H)
-    result = RolloutResult(psnr=scores.mean(0), player_error=float("nan"), player_found=float("nan"),
-                           coins_kept=float("nan"), enemies_kept=float("nan"), invented=float("nan"))
-    if detect is not None:
-        _object_fidelity(result, gen, real_frames, np.stack(player), detect, match_px, miss_penalty)
-    return result
+    frames = []
+    for i in range(horizon):
+        nxt = predict_next(method.net, context, actions[:, i : i + k], method.sampler, method.steps, context_noise, g)
+        frames.append(codec.decode(nxt))
+        context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
+    return Rollouts(np.stack(frames, axis=1), real_frames, np.stack(player))
 
 
 def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> tuple[int, int]:
@@ -184,71 +214,170 @@ def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> t
     return int((d.min(axis=1) <= match_px).sum()), int((d.min(axis=0) > match_px).sum())
 
 
-def _object_fidelity(result: RolloutResult, gen: np.ndarray, real: np.ndarray, player: np.ndarray, detect: Detector,
-                     match_px: float, miss_penalty: float) -> None:
+def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float = 3.0, miss_penalty: float = 16.0) -> dict[str, float]:
+    """Over the first `horizon` open-loop steps: the player's position error (px; a frame where
+    the generated player cannot be found counts `miss_penalty`) and how often it is found; at
+    step `horizon`: the share of the real frame's coins and enemies the generated frame shows
+    (within `match_px`), and the objects it invents per frame."""
     errors, found = [], []
-    for r in range(gen.shape[0]):
-        for h in range(gen.shape[1]):
-            truth = player[r, h]
-            if not np.isfinite(truth).all() or not (0 <= truth[1] < real.shape[2]):
+    height = r.real.shape[2]
+    for i in range(r.generated.shape[0]):
+        for h in range(min(horizon, r.generated.shape[1])):
+            truth = r.player[i, h]
+            if not np.isfinite(truth).all() or not 0 <= truth[1] < height:
                 continue
-            seen = detect(gen[r, h])["player"]
+            seen = detect(r.generated[i, h])["player"]
             found.append(len(seen) > 0)
             errors.append(min(float(np.linalg.norm(seen[0] - truth)), miss_penalty) if len(seen) else miss_penalty)
     kept = {"coins": [0, 0], "enemies": [0, 0]}
     invented = 0
-    for r in range(gen.shape[0]):
-        real_objects, gen_objects = detect(real[r, -1]), detect(gen[r, -1])
+    for i in range(r.generated.shape[0]):
+        real_objects, gen_objects = detect(r.real[i, horizon - 1]), detect(r.generated[i, horizon - 1])
         for kind in kept:
             matched, extra = match_objects(real_objects[kind], gen_objects[kind], match_px)
             kept[kind][0] += matched
             kept[kind][1] += len(real_objects[kind])
             invented += extra
-    result.player_error = float(np.mean(errors)) if errors else float("nan")
-    result.player_found = float(np.mean(found)) if found else float("nan")
-    result.coins_kept = kept["coins"][0] / kept["coins"][1] if kept["coins"][1] else float("nan")
-    result.enemies_kept = kept["enemies"][0] / kept["enemies"][1] if kept["enemies"][1] else float("nan")
-    result.invented = invented / gen.shape[0]
+    nan = float("nan")
+    return {
+        "player_error_px": float(np.mean(errors)) if errors else nan,
+        "player_found": float(np.mean(found)) if found else nan,
+        "coins_kept": kept["coins"][0] / kept["coins"][1] if kept["coins"][1] else nan,
+        "enemies_kept": kept["enemies"][0] / kept["enemies"][1] if kept["enemies"][1] else nan,
+        "invented_per_frame": invented / r.generated.shape[0],
+    }
 
 
-def held_out_seeds(n: int, used: set[int], start: int = 1_000_000) -> list[int]:
-    """The first n level seeds from `start` that no training episode played."""
-    seeds, s = [], start
-    while len(seeds) < n:
-        if s not in used:
-            seeds.append(s)
-        s += 1
-    return seeds
+def event_scores(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true_ended: np.ndarray) -> dict[str, float]:
+    """Precision and recall of reward events (|r| >= 0.5, sign right) and of terminations."""
+
+    def pr(pred: np.ndarray, truth: np.ndarray, hit: np.ndarray) -> tuple[float, float]:
+        tp = float((pred & truth & hit).sum())
+        return tp / max(float(pred.sum()), 1.0), tp / max(float(truth.sum()), 1.0)
+
+    rp, rr = pr(np.abs(reward) >= 0.5, true_reward != 0, np.sign(reward) == np.sign(true_reward))
+    tp, tr = pr(ended, true_ended, np.ones_like(ended))
+    return {"reward_precision": rp, "reward_recall": rr, "termination_precision": tp, "termination_recall": tr}
 
 
-def compare(methods: list[Method], refs: list[Reference], codec: LatentCodec, k: int, horizon: int, context_noise: float,
-            detect: Detector | None, seed: int = 0) -> list[dict[str, Any]]:
-    """One row per method: teacher-forced PSNR, open-loop PSNR at the horizon and object fidelity."""
-    forced = teacher_forced(methods, refs, codec, k, context_noise, seed=seed)
-    rows = []
+def evaluate(
+    methods: list[Method],
+    refs: list[Reference],
+    codec: LatentCodec,
+    k: int,
+    context_noise: float,
+    horizons: list[int],
+    detect: Detector | None = None,
+    num_actions: int = 0,
+    controllability_at: tuple[int, ...] = (4, 16),
+    object_horizon: int = 32,
+    reward_head: torch.nn.Module | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every measure for every method, plus the rollouts of the first method for pictures."""
+    windows = teacher_forced_windows(refs, codec, k)
+    report: dict[str, Any] = {"horizons": horizons, "windows": len(windows.target), "methods": {}}
+    pictures = {}
     for m in methods:
-        r = open_loop(m, refs, codec, k, horizon, context_noise, detect, seed=seed)
-        rows.append({
-            "method": m.name,
-            "next_psnr": forced[m.name],
-            f"rollout_psnr_h{horizon}": float(r.psnr[-1]),
-            "rollout_psnr_curve": r.psnr.tolist(),
-            "player_error_px": r.player_error,
-            "player_found": r.player_found,
-            "coins_kept": r.coins_kept,
-            "enemies_kept": r.enemies_kept,
-            "invented_per_frame": r.invented,
-        })
-    return rows
+        pred = predict_windows(m, windows, codec, context_noise, seed)
+        frames = (windows.last if pred is None else codec.decode(pred))[windows.regular]
+        target = windows.target[windows.regular]
+        row: dict[str, Any] = {
+            "next_psnr": float(psnr_from_mse(mse(frames, target).mean())),
+            "next_ssim": float(ssim(frames, target).mean()),
+        }
+        if pred is not None and reward_head is not None:
+            reward, ended = predict_reward(reward_head, windows.context, windows.actions, pred)
+            row.update(event_scores(reward.cpu().numpy(), windows.reward, ended.cpu().numpy(), windows.terminated))
+        longest = open_loop(m, refs, codec, k, max(horizons), context_noise, seed=seed)
+        curve = psnr_from_mse(mse(longest.generated, longest.real).mean(0)).numpy()  # (H,)
+        scores_s = ssim(longest.generated, longest.real).numpy()  # (R, H)
+        row["open_loop_psnr"] = {h: float(curve[h - 1]) for h in horizons}
+        row["open_loop_ssim"] = {h: float(scores_s[:, h - 1].mean()) for h in horizons}
+        row["psnr_curve"] = curve.tolist()
+        if detect is not None:
+            row.update(object_fidelity(longest, detect, min(object_horizon, max(horizons))))
+        if m.net is not None and num_actions:
+            t_max = max(controllability_at)
+            true = open_loop(m, refs, codec, k, t_max, context_noise, seed=seed)
+            rand = open_loop(m, refs, codec, k, t_max, context_noise, seed=seed, random_actions=True, num_actions=num_actions)
+            true_p = psnr_from_mse(mse(true.generated, true.real).mean(0)).numpy()
+            rand_p = psnr_from_mse(mse(rand.generated, rand.real).mean(0)).numpy()
+            row["delta_psnr"] = {t: float(true_p[t - 1] - rand_p[t - 1]) for t in controllability_at}
+        report["methods"][m.name] = row
+        pictures[m.name] = longest
+    report["_pictures"] = pictures
+    return report
 
 
-def format_table(rows: list[dict[str, Any]], horizon: int) -> str:
-    head = f"| method | next-frame PSNR | rollout PSNR h{horizon} | player error px (found) | coins kept | enemies kept | invented/frame |"
-    lines = [head, "|" + "---|" * 7]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['next_psnr']:.2f} | {r[f'rollout_psnr_h{horizon}']:.2f} | "
-            f"{r['player_error_px']:.2f} ({100 * r['player_found']:.0f}%) | {100 * r['coins_kept']:.0f}% | "
-            f"{100 * r['enemies_kept']:.0f}% | {r['invented_per_frame']:.2f} |"
-        )
+def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_steps: tuple[int, ...] = (1, 4, 8, 16, 32)) -> None:
+    """report.json, psnr_vs_horizon.png and real_vs_generated.png into `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pictures = report.pop("_pictures", {})
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, row in report["methods"].items():
+        curve = row["psnr_curve"]
+        ax.plot(range(1, len(curve) + 1), curve, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("open-loop horizon (frames)")
+    ax.set_ylabel("PSNR vs the real game (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "psnr_vs_horizon.png")
+    plt.close(fig)
+    if pictures:
+        first = next(iter(pictures.values()))
+        steps = [s for s in grid_steps if s <= first.real.shape[1]]
+        rows = []
+        for i in range(min(grid_rows, first.real.shape[0])):
+            rows.append(np.concatenate([first.real[i, s - 1] for s in steps], axis=1))
+            for r in pictures.values():
+                rows.append(np.concatenate([r.generated[i, s - 1] for s in steps], axis=1))
+        grid = np.concatenate(rows, axis=0)
+        Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(out / "real_vs_generated.png")
+
+
+def format_table(report: dict[str, Any]) -> str:
+    horizons = report["horizons"]
+    head = ["method", "next PSNR", "next SSIM", *[f"PSNR h{h}" for h in horizons], "dPSNR t4/t16",
+            "player err px (found)", "coins kept", "enemies kept", "invented/frame"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def pct(v: float) -> str:
+        return "-" if v != v else f"{100 * v:.0f}%"
+
+    for name, r in report["methods"].items():
+        delta = r.get("delta_psnr")
+        cells = [name, f"{r['next_psnr']:.2f}", f"{r['next_ssim']:.3f}",
+                 *[f"{r['open_loop_psnr'][h]:.2f}" for h in horizons],
+                 "/".join(f"{v:.2f}" for v in delta.values()) if delta else "-",
+                 f"{r.get('player_error_px', float('nan')):.2f} ({pct(r.get('player_found', float('nan')))})",
+                 pct(r.get("coins_kept", float("nan"))), pct(r.get("enemies_kept", float("nan"))),
+                 f"{r.get('invented_per_frame', float('nan')):.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def autoencoder_report(codec: LatentCodec, refs: list[Reference], detect: Detector | None) -> dict[str, float]:
+    """Reconstruction PSNR on the reference frames and, with a detector, how many sprites survive."""
+    frames = np.concatenate([r.frames for r in refs])
+    recon = codec.decode(codec.encode(frames))
+    out = {"psnr": float(psnr_from_mse(mse(recon, frames).mean())), "ssim": float(ssim(recon, frames).mean())}
+    if detect is not None:
+        kept = {"coins": [0, 0], "enemies": [0, 0]}
+        for real, rec in zip(frames[::2], recon[::2]):
+            a, b = detect(real), detect(rec)
+            for kind in kept:
+                kept[kind][0] += match_objects(a[kind], b[kind], 2.0)[0]
+                kept[kind][1] += len(a[kind])
+        out.update({f"{kind}_kept": n / max(total, 1) for kind, (n, total) in kept.items()})
+    return out

@@ -17,12 +17,20 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).cpu()
 
 
+def mse(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Per-image mean squared error of uint8 frames (..., H, W, 3): one value per leading index."""
+    return (torch.as_tensor(a).double() - torch.as_tensor(b).double()).pow(2).flatten(-3).mean(-1)
+
+
+def psnr_from_mse(m: torch.Tensor | float) -> torch.Tensor:
+    return 10 * torch.log10(255.0**2 / torch.as_tensor(m, dtype=torch.float64).clamp_min(1e-10))
+
+
 def psnr(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Per-image PSNR in dB of uint8 frames (..., H, W, 3): one value per leading index."""
-    a = torch.as_tensor(a).double()
-    b = torch.as_tensor(b).double()
-    mse = (a - b).pow(2).flatten(-3).mean(-1)
-    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
+    """Per-image PSNR in dB of uint8 frames (..., H, W, 3): one value per leading index.
+    Identical frames give about 148 dB; to summarise many frames, prefer `psnr_from_mse` of
+    the mean error, which such frames cannot dominate."""
+    return psnr_from_mse(mse(a, b))
 
 
 def grid(rows: list[torch.Tensor], pad: int = 1) -> torch.Tensor:
@@ -35,3 +43,25 @@ def grid(rows: list[torch.Tensor], pad: int = 1) -> torch.Tensor:
             cells += [frame, torch.full((h, pad, 3), 255, dtype=torch.uint8)]
         lines += [torch.cat(cells[:-1], dim=1), torch.full((pad, cells[0].shape[1] * len(row) + pad * (len(row) - 1), 3), 255, dtype=torch.uint8)]
     return torch.cat(lines[:-1], dim=0).permute(2, 0, 1)
+
+
+def ssim(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004) of uint8 frames (..., H, W, 3): a Gaussian window of
+    11 px and sigma 1.5, the standard constants, computed per channel and averaged."""
+    x = torch.as_tensor(np.asarray(a)).double().movedim(-1, -3)  # (..., 3, H, W)
+    y = torch.as_tensor(np.asarray(b)).double().movedim(-1, -3)
+    lead = x.shape[:-3]
+    x, y = x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:])
+    coords = torch.arange(window, dtype=torch.float64) - window // 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :]).expand(3, 1, window, window)
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(z, kernel, groups=3)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = blur(x), blur(y)
+    vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.mean(dim=(-3, -2, -1)).reshape(lead)

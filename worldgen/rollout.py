@@ -68,3 +68,19 @@ def rollout(
         out.append(nxt)
         context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
     return torch.stack(out, dim=1)
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """Compresses large rewards so +10 and +1 train alike (DreamerV3); the reward head predicts this."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+@torch.no_grad()
+def predict_reward(head: nn.Module, context: torch.Tensor, actions: torch.Tensor, next_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reward (B,) and termination (B,) bool of a step, from latents in sigma_d units."""
+    reward, logit = head(context, actions, next_latent)
+    return symexp(reward.float()), logit.float() > 0

@@ -20,7 +20,7 @@ import models
 from worldgen.checkpoint import CheckpointError
 from worldgen.data.storage import atomic_folder
 from worldgen.frames import to_model, to_uint8
-from worldgen.rollout import predict_next
+from worldgen.rollout import predict_next, predict_reward
 from worldgen.scm import SIGMA_D
 
 WORLD_FILE = "world.json"
@@ -69,6 +69,22 @@ def pack_world(out: Path, spec: WorldSpec, ae: Path, dynamics: Path, reward: Pat
         if card is not None:
             (tmp / "README.md").write_text(card)
     return Path(out)
+
+
+def spec_for(dynamics: Path, manifest: dict[str, Any], source_env: str, name: str) -> WorldSpec:
+    """The world description of a dynamics export trained on a dataset (its manifest)."""
+    config = json.loads((Path(dynamics) / "config.json").read_text())
+    consistency = config["sampler"] == "consistency"
+    return WorldSpec(
+        name=name,
+        source_env=source_env,
+        action_meanings=list(manifest["action_meanings"]),
+        context=int(config["model"]["context"]),
+        frame_size=int(manifest["frame_shape"][0]),
+        sampler=config["sampler"],
+        default_steps=2 if consistency else 32,
+        context_noise=float(config["play_context_noise"]),
+    )
 
 
 def read_spec(folder: Path) -> WorldSpec:
@@ -247,8 +263,6 @@ class World:
     @torch.no_grad()
     def step(self, actions: Sequence[int] | np.ndarray | int) -> StepResult:
         """Advance every world one frame with its action: (B,) ints."""
-        from worldgen.train.reward import predict_reward
-
         if self.context is None:
             raise RuntimeError("call reset() before step()")
         a = np.asarray(actions, dtype=np.int64).reshape(-1)

@@ -15,7 +15,7 @@ from torch import nn
 from models.reward import REWARD_PRESETS, RewardConfig, RewardHead
 from worldgen.checkpoint import load_module, save_weights
 from worldgen.data.windows import WindowDataset
-from worldgen.rollout import noise_context
+from worldgen.rollout import noise_context, predict_reward, symlog
 from worldgen.scm import SIGMA_D
 from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
 from worldgen.train.latent_data import LatentData
@@ -35,15 +35,6 @@ class RewardTrainConfig:
     latent_noise: float = 0.1
     """Noise on the input latents (units of sigma_d): generated latents are never exact."""
     val_windows: int = 2048
-
-
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    """Compresses large rewards so +10 and +1 train alike (DreamerV3)."""
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
-def symexp(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.expm1(x.abs())
 
 
 def event_windows(windows: WindowDataset) -> np.ndarray:
@@ -102,28 +93,11 @@ class RewardStage:
             preds.append(predict_reward(ema["head"], batch["context"], batch["actions"], batch["target"]))
             truth_r.append(batch["reward"])
             truth_t.append(batch["terminated"])
-        reward = torch.cat([p[0] for p in preds]).cpu()
-        ended = torch.cat([p[1] for p in preds]).cpu()
-        return {**event_scores(reward, torch.cat(truth_r).cpu(), ended, torch.cat(truth_t).cpu())}
+        from worldgen.eval import event_scores
 
-
-@torch.no_grad()
-def predict_reward(head: nn.Module, context: torch.Tensor, actions: torch.Tensor, next_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reward (B,) and termination (B,) bool, from latents in sigma_d units."""
-    reward, logit = head(context, actions, next_latent)
-    return symexp(reward.float()), logit.float() > 0
-
-
-def event_scores(reward: torch.Tensor, true_reward: torch.Tensor, ended: torch.Tensor, true_ended: torch.Tensor) -> dict[str, float]:
-    """Precision and recall of reward events (|r| >= 0.5, sign right) and of terminations."""
-
-    def pr(pred: torch.Tensor, truth: torch.Tensor, hit: torch.Tensor) -> tuple[float, float]:
-        tp = float((pred & truth & hit).sum())
-        return tp / max(float(pred.sum()), 1.0), tp / max(float(truth.sum()), 1.0)
-
-    rp, rr = pr(reward.abs() >= 0.5, true_reward != 0, torch.sign(reward) == torch.sign(true_reward))
-    tp, tr = pr(ended, true_ended, torch.ones_like(ended))
-    return {"reward_precision": rp, "reward_recall": rr, "termination_precision": tp, "termination_recall": tr}
+        reward = torch.cat([p[0] for p in preds]).cpu().numpy()
+        ended = torch.cat([p[1] for p in preds]).cpu().numpy()
+        return event_scores(reward, torch.cat(truth_r).cpu().numpy(), ended, torch.cat(truth_t).cpu().numpy())
 
 
 def load_reward(folder: Path, device: torch.device | str = "cpu") -> RewardHead:
