@@ -9,8 +9,6 @@ from models.dynamics import DYNAMICS_PRESETS, DynamicsNet
 from worldgen import scm
 from worldgen.scm import SIGMA_D
 
-torch.set_default_dtype(torch.float64)
-
 
 @pytest.fixture(autouse=True)
 def _float64():
