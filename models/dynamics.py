@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from models.layers import PositionalEmbedding, ResBlock, SelfAttention, group_norm
@@ -75,7 +76,8 @@ class DynamicsNet(nn.Module):
             if i < len(c) - 1:
                 level.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
             self.down.append(level)
-        self.mid = nn.ModuleList([ResBlock(ch, ch, d), SelfAttention(ch), ResBlock(ch, ch, d)]) if cfg.attention[-1] else nn.ModuleList([ResBlock(ch, ch, d)])
+        middle = [ResBlock(ch, ch, d), SelfAttention(ch), ResBlock(ch, ch, d)] if cfg.attention[-1] else [ResBlock(ch, ch, d)]
+        self.mid = nn.ModuleList(middle)
         for i, width in reversed(list(enumerate(c))):
             level = nn.ModuleList()
             for _ in range(cfg.blocks):
@@ -98,7 +100,7 @@ class DynamicsNet(nn.Module):
         context: (B, K, C, H, W) latents; actions: (B, K) int64; noise_level: (B,). -> F (B, C, H, W)."""
         cond = torch.cat([self.time_embed(t), self.actions(actions), self.noise_embed(noise_level)], dim=1)
         cond = self.cond(cond)  # (B, d)
-        h = self.stem(torch.cat([x, context.flatten(1, 2)], dim=1))  # (B, c0, H, W)
+        h = self.stem(torch.cat([x, rearrange(context, "b k c h w -> b (k c) h w")], dim=1))  # (B, c0, H, W)
         skips = []
         for level in self.down:
             for layer in level:

@@ -7,6 +7,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -79,9 +80,9 @@ class SelfAttention(nn.Module):
         self.scale = nn.Parameter(torch.tensor(math.log(10.0)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)  # (B, nh, d, N)
-        q, k = F.normalize(q, dim=2), F.normalize(k, dim=2)
+        h, w = x.shape[-2:]
+        qkv = rearrange(self.qkv(self.norm(x)), "b (three nh d) h w -> three b nh d (h w)", three=3, nh=self.heads)
+        q, k, v = F.normalize(qkv[0], dim=2), F.normalize(qkv[1], dim=2), qkv[2]  # (B, nh, d, N) each
         logits = torch.einsum("bhdn,bhdm->bhnm", q, k) * self.scale.exp()  # (B, nh, N, N)
         y = torch.einsum("bhnm,bhdm->bhdn", logits.softmax(dim=-1), v)  # (B, nh, d, N)
-        return x + self.out(y.reshape(b, c, h, w))
+        return x + self.out(rearrange(y, "b nh d (h w) -> b (nh d) h w", h=h, w=w))

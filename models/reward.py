@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from models.layers import ResBlock, group_norm
@@ -48,7 +49,7 @@ class RewardHead(nn.Module):
     def forward(self, context: torch.Tensor, actions: torch.Tensor, next_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """context (B, K, C, h, w), actions (B, K), next_latent (B, C, h, w) -> reward (B,), termination logit (B,)."""
         a = self.action_proj(self.action_embed(actions).flatten(1))  # (B, c)
-        h = self.stem(torch.cat([next_latent, context.flatten(1, 2)], dim=1))  # (B, c, h, w)
+        h = self.stem(torch.cat([next_latent, rearrange(context, "b k c h w -> b (k c) h w")], dim=1))  # (B, c, h, w)
         for block in self.blocks:
             h = block(h, a)
         h = F.silu(self.norm(self.down(h)))  # (B, c, h/2, w/2)
