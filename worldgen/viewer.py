@@ -84,6 +84,8 @@ class Viewer:
         self.world = world
         self.prompt: int | str = seed if prompt is None else (str(prompt) if isinstance(prompt, Path) else prompt)
         """A level seed of the source game or an image path: what a clip can name to replay."""
+        if compare_env is not None and not isinstance(self.prompt, int):
+            raise ValueError("--compare starts the world and the real game from the same level; it takes no image prompt")
         self.scale = scale
         self.fps = fps or world.spec.fps
         self.make_real = compare_env
@@ -112,19 +114,19 @@ class Viewer:
         real_env, real_frames, real_actions = None, deque(maxlen=self.world.spec.context), deque(maxlen=self.world.spec.context)
 
         def reset() -> tuple[np.ndarray, np.ndarray | None]:
-            nonlocal real_env
+            nonlocal real_env, real_done
             history.clear()
             if self.make_real:
                 real_env = real_env or self.make_real()
-                level = self.prompt if isinstance(self.prompt, int) else self.seed
-                real, _ = real_env.reset(seed=level)
-                if not isinstance(self.prompt, int):
-                    return self.world.reset(real[None], seed=self.seed)[0], real
+                real, _ = real_env.reset(seed=self.prompt)
+                real_done = False
                 real_frames.clear()
                 real_actions.clear()
                 real_frames.append(real)
-                return self.world.reset(level, seed=self.seed)[0], real
-            return self.world.reset(self.prompt, seed=self.seed)[0], None
+                real_actions.append(0)  # keeps real_actions[j] = the action that led to real_frames[j]
+            return self.world.reset(self.prompt, seed=self.seed)[0], real if self.make_real else None
+
+        real_done = False
 
         log: list[tuple[int, int]] = []  # (action, sampling steps) since the reset, for clips
 
@@ -182,8 +184,9 @@ class Viewer:
                 log.append((action, self.world.sampling_steps))
                 if recording is not None:
                     recording[1].append(frame)
-                if real_env is not None:
-                    real, *_ = real_env.step(action)
+                if real_env is not None and not real_done:  # the real game stops at its episode's end; R restarts both
+                    real, _, terminated, truncated, _ = real_env.step(action)
+                    real_done = terminated or truncated
                     real_frames.append(real)
                     real_actions.append(action)
                     drift = float(psnr(frame, real))
