@@ -111,6 +111,7 @@ def atomic_folder(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes folders private
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
