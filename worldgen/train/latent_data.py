@@ -9,7 +9,7 @@ import torch
 
 from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
-from worldgen.frames import grid, psnr, to_uint8
+from worldgen.frames import grid, mse, psnr_from_mse, to_uint8
 from worldgen.rollout import rollout
 from worldgen.scm import SIGMA_D
 from worldgen.train.ae import load_autoencoder
@@ -70,18 +70,19 @@ class LatentData:
         real = torch.stack([torch.from_numpy(episodes.shards[i].frames()[k : k + horizon]) for i in long])
         if writer is not None:
             writer.add_image(f"{tag}/real_vs_generated_rollout", grid([real[0], frames[0]]), step)
-        return {f"rollout_psnr_h{horizon}": float(psnr(frames[:, -1], real[:, -1]).mean())}
+        return {f"rollout_psnr_h{horizon}": float(psnr_from_mse(mse(frames[:, -1], real[:, -1]).mean()))}
 
     def next_frame_report(self, predictions: dict[str, torch.Tensor], writer, step: int, tag: str) -> dict[str, float]:
-        """PSNR of decoded next-frame predictions (name -> latents) against the real frames,
-        with repeat-last-frame as the baseline; a grid of real and predicted frames to TensorBoard."""
+        """PSNR (of the mean error, as `worldgen eval`) of decoded next-frame predictions (name ->
+        latents) against the real frames, with repeat-last-frame as the baseline; a grid of real
+        and predicted frames to TensorBoard."""
         real = self.real_targets()
         last = torch.stack([self.val_frames[int(i)]["context"][-1] for i in self.val_index])
-        scores = {"next_psnr/repeat_last": float(psnr(last, real).mean())}
+        scores = {"next_psnr/repeat_last": float(psnr_from_mse(mse(last, real).mean()))}
         rows = [real[:8]]
         for name, latents in predictions.items():
             frames = self.decode(latents)
-            scores[f"next_psnr/{name}"] = float(psnr(frames, real).mean())
+            scores[f"next_psnr/{name}"] = float(psnr_from_mse(mse(frames, real).mean()))
             rows.append(frames[:8])
         if writer is not None:
             writer.add_image(f"{tag}/real_vs_generated_next", grid(rows), step)
