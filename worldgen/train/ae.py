@@ -14,7 +14,7 @@ from torch import nn
 from models.autoencoder import AUTOENCODER_PRESETS, Autoencoder, AutoencoderConfig
 from worldgen.checkpoint import load_module, save_weights
 from worldgen.data.windows import WindowDataset
-from worldgen.frames import grid, psnr, to_model, to_uint8
+from worldgen.frames import grid, mse, psnr_from_mse, to_model, to_uint8
 from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
 from worldgen.train.loop import Context
 
@@ -84,7 +84,7 @@ class AEStage:
         ae = ema["ae"]
         frames = torch.stack([self.val_set[int(i)]["target"] for i in self.val_index])  # (N, H, W, 3)
         recon = torch.cat([to_uint8(ae.decoder(ae.encoder(to_model(c, ctx.device)))) for c in frames.split(128)])
-        score = float(psnr(recon, frames).mean())
+        score = float(psnr_from_mse(mse(recon, frames).mean()))
         if writer is not None:
             writer.add_image("ae/real_vs_reconstruction", grid([frames[:8], recon[:8]]), ctx.step + 1)
         return {"psnr": score}
