@@ -63,9 +63,9 @@ class AEStage:
         level = torch.rand(x.shape[0], 1, 1, 1, generator=ctx.noise, device=x.device) * self.cfg.latent_noise
         with ctx.autocast():
             recon, _ = train["ae"](x, level * noise)
-        mse = F.mse_loss(recon.float(), x)
+        squared = F.mse_loss(recon.float(), x)
         l1 = F.l1_loss(recon.float(), x)
-        return mse + 0.1 * l1, {"mse": mse.item(), "psnr_train": (10 * torch.log10(4.0 / mse.detach())).item()}
+        return squared + 0.1 * l1, {"mse": squared.item(), "psnr_train": (10 * torch.log10(4.0 / squared.detach())).item()}
 
     @torch.no_grad()
     def latent_std(self, ae: Autoencoder, n: int = 1024) -> float:
