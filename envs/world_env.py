@@ -11,6 +11,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from envs.window import HumanWindow
 from worldgen.world import World
 
 _LEVEL_SEEDS = 2**31 - 1
@@ -80,7 +81,7 @@ class WorldEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": self.world.spec.fps}
         self.render_mode = render_mode
         self._frame: np.ndarray | None = None
-        self._window = None
+        self._window = HumanWindow(f"worldgen: {self.world.spec.name}", self.world.spec.fps)
 
     def get_action_meanings(self) -> list[str]:
         return self.world.action_meanings
@@ -110,30 +111,11 @@ class WorldEnv(gym.Env):
         if self.render_mode == "rgb_array":
             return self._frame.copy()
         if self.render_mode == "human":
-            self._show()
+            self._window.show(self._frame)
         return None
 
-    def _show(self) -> None:
-        import pygame
-
-        size = self._frame.shape[0]
-        if self._window is None:
-            pygame.init()
-            pygame.display.set_caption("worldgen world")
-            self._window = pygame.display.set_mode((size * 8, size * 8))
-            self._clock = pygame.time.Clock()
-        surface = pygame.surfarray.make_surface(self._frame.swapaxes(0, 1))
-        self._window.blit(pygame.transform.scale(surface, self._window.get_size()), (0, 0))
-        pygame.event.pump()
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
-
     def close(self) -> None:
-        if self._window is not None:
-            import pygame
-
-            pygame.display.quit()
-            self._window = None
+        self._window.close()
 
 
 class WorldVectorEnv(VectorEnv):

@@ -12,6 +12,7 @@ from envs.platformer import palette as P
 from envs.platformer.level import Level, generate_level
 from envs.platformer.physics import move_player
 from envs.platformer.render import Renderer
+from envs.window import HumanWindow
 
 ACTION_MEANINGS = ("NOOP", "LEFT", "RIGHT", "JUMP", "LEFT_JUMP", "RIGHT_JUMP")
 ACTION_DIRECTION = np.array([0, -1, 1, 0, -1, 1])
@@ -89,8 +90,7 @@ class PlatformerEnv(gym.Env):
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
         self.action_space = spaces.Discrete(len(ACTION_MEANINGS))
         self.level: Level | None = None
-        self._window = None
-        self._clock = None
+        self._window = HumanWindow("worldgen Platformer", self.metadata["render_fps"])
 
     def get_action_meanings(self) -> list[str]:
         return list(ACTION_MEANINGS)
@@ -161,15 +161,11 @@ class PlatformerEnv(gym.Env):
         if self.render_mode == "rgb_array":
             return self._frame.copy()
         if self.render_mode == "human":
-            self._show()
+            self._window.show(self._frame)
         return None
 
     def close(self) -> None:
-        if self._window is not None:
-            import pygame
-
-            pygame.display.quit()
-            self._window = None
+        self._window.close()
 
     # --- physics -------------------------------------------------------------------------
 
@@ -246,25 +242,6 @@ class PlatformerEnv(gym.Env):
             "enemies_level": [(float(x), float(y)) for x, y in enemy_centres],
             "enemies_velocity": [float(v) for v in self.enemy_dir * self._enemy_speed],
         }
-
-    def _show(self) -> None:
-        from gymnasium.error import DependencyNotInstalled
-
-        try:
-            import pygame
-        except ImportError as e:
-            raise DependencyNotInstalled('pygame is not installed: pip install pygame') from e
-        scale = max(1, 512 // self.size)
-        if self._window is None:
-            pygame.init()
-            pygame.display.set_caption("worldgen Platformer")
-            self._window = pygame.display.set_mode((self.size * scale, self.size * scale))
-            self._clock = pygame.time.Clock()
-        surface = pygame.surfarray.make_surface(self._frame.swapaxes(0, 1))
-        self._window.blit(pygame.transform.scale(surface, self._window.get_size()), (0, 0))
-        pygame.event.pump()
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
 
 
 def _overlaps(pos: np.ndarray, size: tuple[float, float], others: np.ndarray, other_size: tuple[float, float]) -> np.ndarray:
