@@ -37,3 +37,12 @@ def test_train_agent_in_world_demo(tiny_world):
         check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
     )
     assert "real-game return of the agent" in result.stdout
+
+
+def test_compare_strip_demo(tiny_world, tmp_path):
+    out = tmp_path / "cmp.png"
+    subprocess.run(
+        [sys.executable, str(ROOT / "demos/compare_strip.py"), "--world", str(tiny_world), "--out", str(out)],
+        check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert np.asarray(Image.open(out)).shape == (2 * 64 * 3, 7 * 64 * 3, 3)
