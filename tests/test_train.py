@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from worldgen.checkpoint import CheckpointError, list_states, load_state, load_weights
 from worldgen.cli import main
@@ -79,11 +78,10 @@ def test_consistency_stages_start_from_the_teacher(tiny_world_runs, tiny_dataset
     assert config["kind"] == mode and config["sampler"] == "consistency"
     tensors, _ = load_state(list_states(out)[-1])
     teacher, _ = load_weights(tiny_world_runs / "teacher" / "export")
-    start = load_file(str(list_states(tiny_world_runs / "teacher")[-1] / "state.safetensors"))
     assert "model.weight.linear.weight" in tensors, "the adaptive weight w(t) is trained too"
     # The student began at the teacher's EMA weights: after 4 small steps it is still close.
     diff = max(float((tensors[f"model.net.{k}"] - v).abs().max()) for k, v in teacher.items())
-    assert diff < 0.05 and start
+    assert diff < 0.05
 
 
 def test_reward_head_trains(tiny_world_runs, tiny_dataset):
