@@ -1,9 +1,12 @@
-"""Real game (top) vs generated world (bottom), driven by the same actions, as one PNG.
+"""Real game vs generated world, driven by the same actions: a PNG strip and an animated GIF.
 
-    python demos/compare_strip.py --world runs/platformer/world --out docs/real_vs_generated.png [--level 1000001]
+    python demos/compare_strip.py --world runs/platformer/world --out docs/real_vs_generated.png \
+        [--gif docs/play.gif --frames 150] [--level 1000001]
 
-The world starts from the real game's first 4 frames of a level, then both run RIGHT with a
-jump; every 3rd frame of the next 21 is shown.
+The world starts from the real game's first 4 frames of a level it never trained on; then the
+explorer policy plays the real game and every action it takes is given to the world too. The
+PNG shows every 3rd of the next 21 frames (real on top); the GIF shows real (left) and
+generated (right) side by side, frame by frame, never re-grounded from the real game.
 """
 
 import argparse
@@ -13,22 +16,46 @@ import numpy as np
 from PIL import Image
 
 import envs  # noqa: F401
+from envs.platformer import ExplorerPolicy
+from worldgen.record import write_video
 from worldgen.world import World
+
+
+def play_both(world: World, level: int, frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(real, generated) frames (frames, H, W, 3) after the K-frame prompt."""
+    env = gym.make("worldgen/Platformer-v0")
+    policy = ExplorerPolicy(seed=seed)
+    obs, info = env.reset(seed=level)
+    real, actions = [obs], []
+    for t in range(frames + world.spec.context - 1):
+        action = int(policy.act(obs[None], [info], np.array([t == 0]))[0])
+        obs, _, terminated, truncated, info = env.step(action)
+        real.append(obs)
+        actions.append(action)
+        if terminated or truncated:
+            break
+    env.close()
+    k = world.spec.context
+    world.reset(np.stack(real[:k]), actions=actions[: k - 1], seed=seed)
+    generated = [world.step([a]).frames[0] for a in actions[k - 1 :]]
+    return np.stack(real[k:]), np.stack(generated)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", required=True)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--world", default="platformer")
+    parser.add_argument("--out", required=True, help="PNG strip")
+    parser.add_argument("--gif", default=None, help="also an animated GIF, real | generated")
+    parser.add_argument("--frames", type=int, default=150, help="GIF length")
     parser.add_argument("--level", type=int, default=1_000_001, help="a level seed the world never trained on")
     args = parser.parse_args()
     world = World(args.world)
-    env = gym.make("worldgen/Platformer-v0")
-    actions = [2] * 10 + [5] + [2] * 13  # RIGHT, one RIGHT_JUMP, RIGHT
-    real = [env.reset(seed=args.level)[0]] + [env.step(a)[0] for a in actions]
-    k = world.spec.context
-    world.reset(np.stack(real[:k]), actions=actions[: k - 1], seed=0)
-    generated = [world.step([a]).frames[0] for a in actions[k - 1 :]]
-    rows = [np.concatenate(real[k::3][:7], axis=1), np.concatenate(generated[::3][:7], axis=1)]
+    real, generated = play_both(world, args.level, max(args.frames if args.gif else 0, 21))
+    rows = [np.concatenate(list(real[:21:3]), axis=1), np.concatenate(list(generated[:21:3]), axis=1)]
     image = np.concatenate(rows, axis=0)
     Image.fromarray(image).resize((image.shape[1] * 3, image.shape[0] * 3), Image.NEAREST).save(args.out)
     print(f"wrote {args.out}")
+    if args.gif:
+        gap = np.full((len(real), real.shape[1], 2, 3), 255, dtype=np.uint8)
+        write_video(args.gif, np.concatenate([real, gap, generated], axis=2)[: args.frames], fps=world.spec.fps, scale=3)
+        print(f"wrote {args.gif}")

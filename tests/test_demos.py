@@ -40,9 +40,13 @@ def test_train_agent_in_world_demo(tiny_world):
 
 
 def test_compare_strip_demo(tiny_world, tmp_path):
-    out = tmp_path / "cmp.png"
+    out, gif = tmp_path / "cmp.png", tmp_path / "cmp.gif"
     subprocess.run(
-        [sys.executable, str(ROOT / "demos/compare_strip.py"), "--world", str(tiny_world), "--out", str(out)],
+        [sys.executable, str(ROOT / "demos/compare_strip.py"), "--world", str(tiny_world), "--out", str(out),
+         "--gif", str(gif), "--frames", "25"],
         check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert np.asarray(Image.open(out)).shape == (2 * 64 * 3, 7 * 64 * 3, 3)
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 25
+        assert animation.size == ((2 * 64 + 2) * 3, 64 * 3)

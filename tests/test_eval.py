@@ -4,15 +4,15 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from envs.platformer import ExplorerPolicy, detect_objects
+from envs.platformer import ExplorerPolicy, detect_objects, visible_objects
 from envs.platformer import palette as P
-from worldgen.eval import Method, Rollouts, evaluate, format_table, held_out_seeds, object_fidelity, record_references, write_report
+from worldgen.eval import Method, Rollouts, evaluate, format_table, held_out_seeds, object_fidelity, open_loop, record_references, write_report
 from worldgen.frames import mse, psnr_from_mse, ssim
 
 
 def refs(n=2, steps=60):
     make = lambda: gym.make("worldgen/Platformer-v0")  # noqa: E731
-    return record_references(make, ExplorerPolicy(seed=0), list(range(500, 500 + n)), steps)
+    return record_references(make, ExplorerPolicy(seed=0), list(range(500, 500 + n)), steps, visible_objects)
 
 
 def test_references_are_real_play_with_ground_truth():
@@ -27,14 +27,30 @@ def test_references_are_real_play_with_ground_truth():
 
 
 def test_object_fidelity_is_perfect_on_the_real_frames_and_zero_on_empty_ones():
-    (ref,) = refs(1)
-    real = ref.frames[None, 10:42]
-    perfect = object_fidelity(Rollouts(real, real, ref.player[None, 10:42]), detect_objects, 32)
+    refs_ = refs(2, 120)
+    baseline = open_loop(Method("repeat", None), refs_, _CopyCodec(), 4, 32, 0.0, starts=3)
+    r = Rollouts(baseline.real, baseline.real, baseline.player, baseline.objects, baseline.prompt_ids)
+    perfect = object_fidelity(r, detect_objects, 32)
     assert perfect["player_error_px"] < 1.0 and perfect["player_found"] == 1.0 and perfect["invented_per_frame"] == 0
-    assert np.isnan(perfect["coins_kept"]) or perfect["coins_kept"] == 1.0
-    sky = np.broadcast_to(np.array(P.SKY, dtype=np.uint8), real.shape).copy()
-    empty = object_fidelity(Rollouts(sky, real, ref.player[None, 10:42]), detect_objects, 32)
+    assert perfect["coins_counted"] > 0 and perfect["coins_kept"] == 1.0
+    assert 0 < perfect["coins_counted_prompt"] < perfect["coins_counted"]  # some coins scrolled into view later
+    assert perfect["coins_kept_prompt"] == 1.0
+    sky = np.broadcast_to(np.array(P.SKY, dtype=np.uint8), r.real.shape).copy()
+    empty = object_fidelity(Rollouts(sky, r.real, r.player, r.objects, r.prompt_ids), detect_objects, 32)
     assert empty["player_found"] == 0.0 and empty["player_error_px"] == 16.0
+    assert empty["coins_kept"] == 0.0 and empty["coins_kept_prompt"] == 0.0
+    stale = object_fidelity(baseline, detect_objects, 32)  # the prompt's last frame, 25-32 frames late
+    assert stale["coins_kept_prompt"] < 1.0
+
+
+def test_objects_are_tracked_by_their_level_index():
+    (ref,) = refs(1, 120)
+    for objects, frame in zip(ref.objects, ref.frames):
+        coins = detect_objects(frame)["coins"]
+        for x, y in coins:  # every coin the detector finds is one the game says is on screen
+            assert min(np.hypot(x - cx, y - cy) for cx, cy in objects["coins"].values()) <= 2.0
+    seen = [set(o["coins"]) for o in ref.objects]
+    assert any(a & b for a, b in zip(seen, seen[1:]))  # the same coin keeps its id from frame to frame
 
 
 class _CopyCodec:

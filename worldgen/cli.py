@@ -201,14 +201,16 @@ def _eval(args: argparse.Namespace) -> int:
     if platformer:
         from envs.platformer import ExplorerPolicy, detect_objects
 
-        policy, detect = ExplorerPolicy(seed=0), detect_objects
+        from envs.platformer import visible_objects
+
+        policy, detect, objects_of = ExplorerPolicy(seed=0), detect_objects, visible_objects
     else:
-        policy, detect = RandomRepeatPolicy(len(spec.action_meanings), seed=0), None
+        policy, detect, objects_of = RandomRepeatPolicy(len(spec.action_meanings), seed=0), None, None
     horizons = [int(h) for h in args.horizons.split(",")]
     longest = max(horizons + [16])  # 16: the longer controllability horizon
-    refs = record_references(lambda: gym.make(spec.source_env), policy, seeds, longest + spec.context + args.extra_steps)
+    refs = record_references(lambda: gym.make(spec.source_env), policy, seeds, longest + spec.context + args.extra_steps, objects_of)
     report = evaluate(methods, refs, codec, spec.context, spec.context_noise, horizons, detect,
-                      len(spec.action_meanings), reward_head=world.reward_head)
+                      len(spec.action_meanings), reward_head=world.reward_head, log=lambda line: print(line, flush=True))
     report["autoencoder"] = autoencoder_report(codec, refs, detect)
     report["seeds"] = seeds
     report["world"] = str(args.world)

@@ -30,13 +30,18 @@ from worldgen.rollout import predict_next, predict_reward
 from worldgen.scm import SIGMA_D
 
 Detector = Callable[[np.ndarray], dict[str, np.ndarray]]
+OBJECT_WINDOW = 8
+"""Coins and enemies are counted on this many open-loop steps up to the object horizon."""
+Objects = dict[str, dict[int, tuple[float, float]]]
+"""The objects a frame shows, from the game's ground truth: {kind: {object id: (x, y) centre}}."""
 
 
 @dataclass
 class Reference:
     """One real episode: frames (T + 1, H, W, 3) uint8, actions, rewards and terminations (T,),
     the player's true screen position per frame (T + 1, 2) where the game reports it (NaN
-    elsewhere), and the level seed."""
+    elsewhere), the level seed, and, where the game tells, the objects on screen per frame
+    ({kind: {object id: (x, y)}}, T + 1 of them)."""
 
     frames: np.ndarray
     actions: np.ndarray
@@ -44,15 +49,19 @@ class Reference:
     terminated: np.ndarray
     player: np.ndarray
     seed: int
+    objects: list[Objects] | None = None
 
 
-def record_references(make_env: Callable[[], Any], policy: Any, seeds: list[int], steps: int) -> list[Reference]:
-    """Play each level seed with `policy` for up to `steps` steps (an episode may end sooner)."""
+def record_references(make_env: Callable[[], Any], policy: Any, seeds: list[int], steps: int,
+                      objects_of: Callable[[dict], Objects] | None = None) -> list[Reference]:
+    """Play each level seed with `policy` for up to `steps` steps (an episode may end sooner).
+    `objects_of(info)`: the game's ground truth of which objects are on screen."""
     refs = []
     for seed in seeds:
         env = make_env()
         obs, info = env.reset(seed=seed)
         frames, actions, rewards, ended = [obs], [], [], []
+        objects = [objects_of(info)] if objects_of is not None else []
         player = [info.get("player_screen", (np.nan, np.nan))]
         start = True
         for _ in range(steps):
@@ -64,11 +73,14 @@ def record_references(make_env: Callable[[], Any], policy: Any, seeds: list[int]
             rewards.append(reward)
             ended.append(terminated)
             player.append(info.get("player_screen", (np.nan, np.nan)))
+            if objects_of is not None:
+                objects.append(objects_of(info))
             if terminated or truncated:
                 break
         env.close()
         refs.append(Reference(np.stack(frames), np.array(actions), np.array(rewards, dtype=np.float32),
-                              np.array(ended), np.array(player, dtype=np.float64), seed))
+                              np.array(ended), np.array(player, dtype=np.float64), seed,
+                              objects if objects_of is not None else None))
     return refs
 
 
@@ -167,13 +179,17 @@ class Rollouts:
     generated: np.ndarray
     real: np.ndarray
     player: np.ndarray  # (R, H, 2) true player positions
+    objects: list[list[Objects]] | None = None
+    """Per rollout, per step: the objects on the real screen (the game's ground truth)."""
+    prompt_ids: list[dict[str, set[int]]] | None = None
+    """Per rollout: the ids of the objects its prompt (the K context frames) showed."""
 
 
 def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int, horizon: int, context_noise: float,
               starts: int = 2, seed: int = 0, random_actions: bool = False, num_actions: int = 0) -> Rollouts:
     """Roll each reference out from `starts` start points for `horizon` steps, with its true
     actions, or (for controllability) with uniform random ones."""
-    ctx, acts, real, player, last = [], [], [], [], []
+    ctx, acts, real, player, last, objects, prompt_ids = [], [], [], [], [], [], []
     rng = np.random.default_rng(seed)
     for ref in refs:
         last_start = len(ref.frames) - horizon
@@ -190,11 +206,15 @@ def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int,
             real.append(ref.frames[s : s + horizon])
             last.append(ref.frames[s - 1])
             player.append(ref.player[s : s + horizon])
+            if ref.objects is not None:
+                objects.append(ref.objects[s : s + horizon])
+                prompt_ids.append({kind: {i for j in idx for i in ref.objects[j][kind]} for kind in ref.objects[s]})
     if not ctx:
         raise ValueError(f"no reference episode is longer than K + horizon = {k + horizon} frames; record longer ones")
     real_frames = np.stack(real)
+    truth = (objects, prompt_ids) if len(objects) == len(ctx) else (None, None)
     if method.net is None:  # the baseline repeats the real last frame
-        return Rollouts(np.repeat(np.stack(last)[:, None], horizon, axis=1), real_frames, np.stack(player))
+        return Rollouts(np.repeat(np.stack(last)[:, None], horizon, axis=1), real_frames, np.stack(player), *truth)
     context = torch.stack(ctx)  # (R, K, C, h, w)
     actions = torch.from_numpy(np.stack(acts)).to(codec.device)  # (R, K + H - 1)
     g = torch.Generator(codec.device).manual_seed(seed)
@@ -203,7 +223,7 @@ def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int,
         nxt = predict_next(method.net, context, actions[:, i : i + k], method.sampler, method.steps, context_noise, g)
         frames.append(codec.decode(nxt))
         context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
-    return Rollouts(np.stack(frames, axis=1), real_frames, np.stack(player))
+    return Rollouts(np.stack(frames, axis=1), real_frames, np.stack(player), *truth)
 
 
 def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> tuple[int, int]:
@@ -214,11 +234,19 @@ def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> t
     return int((d.min(axis=1) <= match_px).sum()), int((d.min(axis=0) > match_px).sum())
 
 
-def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float = 3.0, miss_penalty: float = 16.0) -> dict[str, float]:
-    """Over the first `horizon` open-loop steps: the player's position error (px; a frame where
-    the generated player cannot be found counts `miss_penalty`) and how often it is found; at
-    step `horizon`: the share of the real frame's coins and enemies the generated frame shows
-    (within `match_px`), and the objects it invents per frame."""
+def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float = 3.0, miss_penalty: float = 16.0,
+                    window: int = 8) -> dict[str, float]:
+    """How well the generated frames keep the game's objects.
+
+    Player: position error (px) over the first `horizon` open-loop steps (a frame where the
+    generated player cannot be found counts `miss_penalty`), and how often it is found.
+    Coins and enemies, counted on the last `window` steps up to `horizon` (25-32 at 32; one
+    step alone holds too few objects for a steady share): the share of the real frame's
+    objects that the generated frame shows within `match_px` (`*_kept`), the same share for
+    the objects the prompt already showed (`*_kept_prompt`: a world cannot know what scrolls
+    into view later, only keep what it was shown; needs the game's ground truth), how many
+    such objects were counted, and the generated objects with no real one near, per frame.
+    """
     errors, found = [], []
     height = r.real.shape[2]
     for i in range(r.generated.shape[0]):
@@ -229,23 +257,40 @@ def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float
             seen = detect(r.generated[i, h])["player"]
             found.append(len(seen) > 0)
             errors.append(min(float(np.linalg.norm(seen[0] - truth)), miss_penalty) if len(seen) else miss_penalty)
-    kept = {"coins": [0, 0], "enemies": [0, 0]}
-    invented = 0
+    kinds = ("coins", "enemies")
+    kept = {kind: [0, 0] for kind in kinds}
+    kept_prompt = {kind: [0, 0] for kind in kinds}
+    invented, frames = 0, 0
     for i in range(r.generated.shape[0]):
-        real_objects, gen_objects = detect(r.real[i, horizon - 1]), detect(r.generated[i, horizon - 1])
-        for kind in kept:
-            matched, extra = match_objects(real_objects[kind], gen_objects[kind], match_px)
-            kept[kind][0] += matched
-            kept[kind][1] += len(real_objects[kind])
-            invented += extra
+        for h in range(max(horizon - window, 0), min(horizon, r.generated.shape[1])):
+            real_objects, gen_objects = detect(r.real[i, h]), detect(r.generated[i, h])
+            frames += 1
+            for kind in kinds:
+                matched, extra = match_objects(real_objects[kind], gen_objects[kind], match_px)
+                kept[kind][0] += matched
+                kept[kind][1] += len(real_objects[kind])
+                invented += extra
+                if r.objects is None:
+                    continue
+                known = np.array([xy for j, xy in r.objects[i][h][kind].items() if j in r.prompt_ids[i][kind]]).reshape(-1, 2)
+                shown = real_objects[kind]  # objects drawn whole enough for the detector
+                if len(known) and len(shown):
+                    shown = shown[np.linalg.norm(shown[:, None] - known[None], axis=2).min(axis=1) <= 2.0]
+                    kept_prompt[kind][0] += match_objects(shown, gen_objects[kind], match_px)[0]
+                    kept_prompt[kind][1] += len(shown)
     nan = float("nan")
-    return {
+    out = {
         "player_error_px": float(np.mean(errors)) if errors else nan,
         "player_found": float(np.mean(found)) if found else nan,
-        "coins_kept": kept["coins"][0] / kept["coins"][1] if kept["coins"][1] else nan,
-        "enemies_kept": kept["enemies"][0] / kept["enemies"][1] if kept["enemies"][1] else nan,
-        "invented_per_frame": invented / r.generated.shape[0],
+        "invented_per_frame": invented / max(frames, 1),
     }
+    for kind in kinds:
+        out[f"{kind}_kept"] = kept[kind][0] / kept[kind][1] if kept[kind][1] else nan
+        out[f"{kind}_counted"] = kept[kind][1]
+        if r.objects is not None:
+            out[f"{kind}_kept_prompt"] = kept_prompt[kind][0] / kept_prompt[kind][1] if kept_prompt[kind][1] else nan
+            out[f"{kind}_counted_prompt"] = kept_prompt[kind][1]
+    return out
 
 
 def event_scores(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true_ended: np.ndarray) -> dict[str, float]:
@@ -273,12 +318,17 @@ def evaluate(
     object_horizon: int = 32,
     reward_head: torch.nn.Module | None = None,
     seed: int = 0,
+    log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Every measure for every method, plus the rollouts of the first method for pictures."""
     windows = teacher_forced_windows(refs, codec, k)
     report: dict[str, Any] = {"horizons": horizons, "windows": len(windows.target), "methods": {}}
+    object_h = min(object_horizon, max(horizons))
+    if detect is not None:
+        report["object_steps"] = [max(object_h - OBJECT_WINDOW, 0) + 1, object_h]
     pictures = {}
-    for m in methods:
+    for i, m in enumerate(methods):
+        log(f"eval: {m.name} ({i + 1}/{len(methods)})")
         pred = predict_windows(m, windows, codec, context_noise, seed)
         frames = (windows.last if pred is None else codec.decode(pred))[windows.regular]
         target = windows.target[windows.regular]
@@ -296,7 +346,7 @@ def evaluate(
         row["open_loop_ssim"] = {h: float(scores_s[:, h - 1].mean()) for h in horizons}
         row["psnr_curve"] = curve.tolist()
         if detect is not None:
-            row.update(object_fidelity(longest, detect, min(object_horizon, max(horizons))))
+            row.update(object_fidelity(longest, detect, object_h, window=OBJECT_WINDOW))
         if m.net is not None and num_actions:
             t_max = max(controllability_at)
             true = open_loop(m, refs, codec, k, t_max, context_noise, seed=seed)
@@ -349,21 +399,30 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
 def format_table(report: dict[str, Any]) -> str:
     horizons = report["horizons"]
     head = ["method", "next PSNR", "next SSIM", *[f"PSNR h{h}" for h in horizons], "dPSNR t4/t16",
-            "player err px (found)", "coins kept", "enemies kept", "invented/frame"]
+            "player err px (found)", "coins kept (of prompt's)", "enemies kept (of prompt's)", "invented/frame"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    nan = float("nan")
 
     def pct(v: float) -> str:
         return "-" if v != v else f"{100 * v:.0f}%"
+
+    def kept(r: dict[str, Any], kind: str) -> str:
+        prompt = r.get(f"{kind}_kept_prompt")
+        return pct(r.get(f"{kind}_kept", nan)) + ("" if prompt is None else f" ({pct(prompt)})")
 
     for name, r in report["methods"].items():
         delta = r.get("delta_psnr")
         cells = [name, f"{r['next_psnr']:.2f}", f"{r['next_ssim']:.3f}",
                  *[f"{r['open_loop_psnr'][h]:.2f}" for h in horizons],
                  "/".join(f"{v:.2f}" for v in delta.values()) if delta else "-",
-                 f"{r.get('player_error_px', float('nan')):.2f} ({pct(r.get('player_found', float('nan')))})",
-                 pct(r.get("coins_kept", float("nan"))), pct(r.get("enemies_kept", float("nan"))),
-                 f"{r.get('invented_per_frame', float('nan')):.2f}"]
+                 f"{r.get('player_error_px', nan):.2f} ({pct(r.get('player_found', nan))})",
+                 kept(r, "coins"), kept(r, "enemies"), f"{r.get('invented_per_frame', nan):.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(report["methods"].values()), {})
+    if "coins_counted" in first:
+        counts = ", ".join(f"{first[f'{k}_counted']} {k} ({first.get(f'{k}_counted_prompt', '-')} of the prompt's)" for k in ("coins", "enemies"))
+        lo, hi = report["object_steps"]
+        lines.append(f"\nobjects counted on the real frames of the rollouts, steps {lo}-{hi}: {counts}")
     return "\n".join(lines)
 
 

@@ -65,8 +65,10 @@ class PlatformerEnv(gym.Env):
     Ground-truth state: `player_screen` (centre, render pixels), `player_level` (centre, level
     units: one unit is one pixel of the 64x64 frame), `player_velocity`, `on_ground`,
     `camera_x` (level units), `coins_collected`, `level_seed`, and the visible objects'
-    centres in render pixels, `coins_screen` and `enemies_screen` (every sprite drawn, even in part) (lists of (x, y)), and every
-    enemy's centre in level units, `enemies_level`, and horizontal speed, `enemies_velocity`.
+    centres in render pixels, `coins_screen` and `enemies_screen` (every sprite drawn, even in
+    part) (lists of (x, y)) with their indices in the level, `coins_id` and `enemies_id` (an
+    object keeps its index while on screen and off), and every enemy's centre in level units,
+    `enemies_level`, and horizontal speed, `enemies_velocity`.
 
     ## Arguments
     | Argument      | Default | Meaning                            |
@@ -112,6 +114,7 @@ class PlatformerEnv(gym.Env):
         self.on_ground = True
         self.facing = 1
         self.coins = self.level.coins.copy()
+        self.coin_ids = np.arange(len(self.coins))
         self.coins_collected = 0
         spawns = self.level.enemies
         self.enemy_pos = np.array([[e.x, e.y] for e in spawns], dtype=np.float64).reshape(-1, 2)
@@ -185,7 +188,7 @@ class PlatformerEnv(gym.Env):
         hit = _overlaps(self.pos, (P.PLAYER_W, P.PLAYER_H), self.coins - half, (P.COIN_SIZE, P.COIN_SIZE))
         n = int(hit.sum())
         if n:
-            self.coins = self.coins[~hit]
+            self.coins, self.coin_ids = self.coins[~hit], self.coin_ids[~hit]
             self.coins_collected += n
         return n
 
@@ -225,9 +228,9 @@ class PlatformerEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         s = self.size / P.VIEW
         centre = self.pos + np.array([P.PLAYER_W, P.PLAYER_H]) / 2
-        coins = self.coins[self._visible(self.coins[:, 0], P.COIN_SIZE / 2)]
+        coins_seen = self._visible(self.coins[:, 0], P.COIN_SIZE / 2)
         enemy_centres = self.enemy_pos + np.array([P.ENEMY_W, P.ENEMY_H]) / 2
-        enemies = enemy_centres[self._visible(enemy_centres[:, 0], P.ENEMY_W / 2)]
+        enemies_seen = self._visible(enemy_centres[:, 0], P.ENEMY_W / 2)
         to_screen = lambda p: [((x - self.camera_x) * s, y * s) for x, y in p]  # noqa: E731
         return {
             "player_screen": (centre - [self.camera_x, 0.0]) * s,
@@ -237,8 +240,10 @@ class PlatformerEnv(gym.Env):
             "camera_x": self.camera_x,
             "coins_collected": self.coins_collected,
             "level_seed": self.level.seed,
-            "coins_screen": to_screen(coins),
-            "enemies_screen": to_screen(enemies),
+            "coins_screen": to_screen(self.coins[coins_seen]),
+            "coins_id": self.coin_ids[coins_seen].tolist(),
+            "enemies_screen": to_screen(enemy_centres[enemies_seen]),
+            "enemies_id": np.flatnonzero(enemies_seen).tolist(),
             "enemies_level": [(float(x), float(y)) for x, y in enemy_centres],
             "enemies_velocity": [float(v) for v in self.enemy_dir * self._enemy_speed],
         }
@@ -252,3 +257,12 @@ def _overlaps(pos: np.ndarray, size: tuple[float, float], others: np.ndarray, ot
         & (others[:, 1] < pos[1] + size[1])
         & (pos[1] < others[:, 1] + other_size[1])
     )
+
+
+def visible_objects(info: dict[str, Any]) -> dict[str, dict[int, tuple[float, float]]]:
+    """The coins and enemies on screen in a step's `info`, by kind, as {index in the level:
+    centre in render pixels}: which objects a frame shows, and which are the same object."""
+    return {
+        kind: {int(i): (float(x), float(y)) for i, (x, y) in zip(info[f"{kind}_id"], info[f"{kind}_screen"])}
+        for kind in ("coins", "enemies")
+    }
