@@ -39,6 +39,6 @@ stage teacher 10000 teacher --preset small
 stage scd 2000 scm --mode scd
 stage reward 2000 reward --preset small
 stage sct 2000 scm --mode sct
-$WG pack --runs "$RUNS" --dynamics scd --data "$DATA" --out "$RUNS/world"
-$WG eval --world "$RUNS/world" --teacher "$RUNS/teacher/export" --method "sct 2-step=$RUNS/sct/export:2" \
-  --data "$DATA" --seeds 16 --horizons 1,8,32,128 --out "$RUNS/eval"
+$WG pack --runs "$RUNS" --dynamics scd --data "$DATA" --out "$RUNS/world"  # the teacher goes in too, for eval and bench
+$WG eval --world "$RUNS/world" --method "sct 2-step=$RUNS/sct/export:2" --seeds 16 --horizons 1,8,32,128 --out "$RUNS/eval"
+$WG bench --world "$RUNS/world" --json "$RUNS/bench.json"

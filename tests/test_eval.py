@@ -6,6 +6,7 @@ import torch
 
 from envs.platformer import ExplorerPolicy, detect_objects, visible_objects
 from envs.platformer import palette as P
+from worldgen.data.dataset import EpisodeDataset
 from worldgen.eval import Method, Rollouts, evaluate, format_table, held_out_seeds, object_fidelity, open_loop, record_references, write_report
 from worldgen.frames import mse, psnr_from_mse, ssim
 
@@ -119,10 +120,13 @@ def test_cli_pack_and_eval_write_a_report(tiny_world, tiny_world_runs, tiny_data
                  "--data", str(tiny_dataset), "--out", str(world), "--name", "tiny"]) == 0
     spec = read_spec(world)
     assert spec.source_env == "envs:worldgen/Platformer-v0" and spec.sampler == "consistency" and spec.default_steps == 2
+    assert set(spec.training_seeds) == EpisodeDataset(tiny_dataset).level_seeds() and (world / "teacher" / "config.json").exists()
     out = tmp_path / "eval"
-    assert main(["eval", "--world", str(world), "--teacher", str(tiny_world_runs / "teacher" / "export"),
-                 "--data", str(tiny_dataset), "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(out)]) == 0
+    assert main(["eval", "--world", str(world), "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert {"repeat last frame", "world 2-step", "world 1-step", "teacher 1-step mean", "teacher 32 steps"} == set(report["methods"])
-    assert report["seeds"][0] >= 1_000_000 and "psnr" in report["autoencoder"]
+    assert report["seeds"][0] >= 1_000_000 and report["seeds"][0] not in spec.training_seeds and "psnr" in report["autoencoder"]
     assert "| world 2-step |" in capsys.readouterr().out
+    lean = tmp_path / "lean"
+    assert main(["eval", "--world", str(world), "--no-teacher", "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(lean)]) == 0
+    assert {"repeat last frame", "world 2-step", "world 1-step"} == set(json.loads((lean / "report.json").read_text())["methods"])

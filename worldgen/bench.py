@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from worldgen.rollout import predict_next
+from worldgen.rollout import for_inference, predict_next
 from worldgen.scm import SIGMA_D
 from worldgen.world import World
 
@@ -44,38 +44,53 @@ def bench_world(
     device: str = "auto",
     teacher: str | Path | None = None,
     min_seconds: float = 1.0,
+    teacher_batches: tuple[int, ...] = (1, 16),
+    compile: bool = False,
 ) -> dict[str, Any]:
-    """Figures for one world on one device (see the module docstring)."""
-    report: dict[str, Any] = {"machine": machine(), "world": str(world_path), "batch": {}, "model_call_ms": {}}
+    """Figures for one world on one device (see the module docstring). The teacher, 4 to 16
+    times dearer per frame, is timed at `teacher_batches` only."""
+    report: dict[str, Any] = {"machine": machine(), "world": str(world_path), "compiled": compile, "throughput": {}, "model_call_ms": {}}
     for steps in (1, 2):
-        world = World(world_path, sampling_steps=steps, device=device, batch_size=1)
+        world = World(world_path, sampling_steps=steps, device=device, batch_size=1, compile=compile)
         world.reset(seed=0)
         per_frame = _time(lambda: world.step([0]), min_seconds)
         report[f"batch1_{steps}step_fps"] = 1 / per_frame
         report[f"batch1_{steps}step_ms"] = per_frame * 1e3
-    for b in batches:
-        world = World(world_path, sampling_steps=2, device=device, batch_size=b)
-        world.reset(seed=0)
-        actions = np.zeros(b, dtype=np.int64)
-        report["batch"][b] = b / _time(lambda: world.step(actions), min_seconds)
-    world = World(world_path, device=device, batch_size=1)
+    for steps in (1, 2):
+        name = "1 step" if steps == 1 else f"{steps} steps"
+        report["throughput"][name] = {}
+        for b in batches:
+            world = World(world_path, sampling_steps=steps, device=device, batch_size=b, compile=compile)
+            world.reset(seed=0)
+            actions = np.zeros(b, dtype=np.int64)
+            report["throughput"][name][b] = b / _time(lambda: world.step(actions), min_seconds)
+    world = World(world_path, device=device, batch_size=1, compile=compile)
     world.reset(seed=0)
     ctx, acts = world.context, torch.cat([world.actions, torch.zeros(1, 1, dtype=torch.long, device=world.device)], dim=1)
     level = torch.zeros(1, device=world.device)
     x = ctx[:, -1] / SIGMA_D
-    with torch.no_grad():
+    with torch.inference_mode():
         report["model_call_ms"]["network"] = _time(lambda: world.net(x, level, ctx, acts, level), min_seconds) * 1e3
         report["model_call_ms"]["decode"] = _time(lambda: world.ae.decode(ctx[:, -1] / SIGMA_D), min_seconds) * 1e3
+        report["model_call_ms"]["reward head"] = _time(lambda: world.reward_head(ctx, acts, x), min_seconds) * 1e3
         for steps in (1, 2):
             report["model_call_ms"][f"consistency_{steps}step"] = _time(
                 lambda: predict_next(world.net, ctx, acts, "consistency", steps, world.spec.context_noise), min_seconds) * 1e3
         if teacher is not None:
             from worldgen.train.teacher import load_dynamics
 
-            net, _ = load_dynamics(Path(teacher), world.device)
+            net = for_inference(load_dynamics(Path(teacher), world.device)[0])
             for steps in (8, 32):
                 report["model_call_ms"][f"teacher_{steps}step"] = _time(
                     lambda: predict_next(net, ctx, acts, "ode", steps, world.spec.context_noise), min_seconds) * 1e3
+                report["throughput"][f"teacher {steps} steps"] = {}
+                for b in teacher_batches:
+                    bctx, bacts = ctx.expand(b, *ctx.shape[1:]), acts.expand(b, -1)
+
+                    def frames() -> None:  # the world's step with the teacher's sampler: network calls, then decode
+                        world.ae.decode(predict_next(net, bctx, bacts, "ode", steps, world.spec.context_noise) / SIGMA_D)
+
+                    report["throughput"][f"teacher {steps} steps"][b] = b / _time(frames, min_seconds, min_calls=1)
     return report
 
 
@@ -101,8 +116,9 @@ def format_report(report: dict[str, Any]) -> str:
     for steps in (1, 2):
         lines.append(f"| end to end, batch 1, {steps} step(s) | {report[f'batch1_{steps}step_fps']:.1f} frames/s "
                      f"({report[f'batch1_{steps}step_ms']:.1f} ms) |")
-    for b, fps in report["batch"].items():
-        lines.append(f"| throughput, batch {b}, 2 steps | {fps:,.0f} frames/s |")
+    for sampler, by_batch in report["throughput"].items():
+        for b, fps in by_batch.items():
+            lines.append(f"| throughput, {sampler}, batch {b} | {fps:,.0f} frames/s |")
     for name, ms in report["model_call_ms"].items():
         lines.append(f"| {name.replace('_', ' ')}, batch 1 | {ms:.2f} ms |")
     for n, sps in report.get("vector_env", {}).items():

@@ -80,7 +80,7 @@ def _play(args: argparse.Namespace) -> int:
         print("error: no display to open a window on; record headless instead: worldgen record --world "
               f"{args.world} --frames 300 -o clip.mp4", file=sys.stderr)
         return 2
-    world = World(args.world, sampling_steps=args.steps)
+    world = World(args.world, sampling_steps=args.steps, compile=args.compile)
     compare = None
     if args.compare:
         import gymnasium as gym
@@ -132,15 +132,16 @@ def _bench(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401  (registers worldgen/World-v0)
     from worldgen.bench import bench_vector_env, bench_world, format_report, save_report
-    from worldgen.world import resolve_world
+    from worldgen.world import resolve_world, teacher_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
     world = resolve_world(args.world)
+    teacher = args.teacher or teacher_of(world)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
     reports = []
     for device in devices:
-        report = bench_world(world, tuple(args.batches), device, args.teacher, args.seconds)
+        report = bench_world(world, tuple(args.batches), device, teacher, args.seconds, compile=args.compile)
         report["vector_env"] = bench_vector_env(world, tuple(args.num_envs), device, args.seconds)
         print(format_report(report) + "\n")
         reports.append(report)
@@ -161,7 +162,8 @@ def _pack(args: argparse.Namespace) -> int:
         source = f"envs:{source}"
     spec = spec_for(dynamics, manifest, source, args.name or runs.name)
     card = args.card.read_text() if args.card else None
-    out = pack_world(args.out, spec, runs / "ae" / "export", dynamics, runs / args.reward / "export", card)
+    teacher = runs / args.teacher / "export" if args.teacher else None
+    out = pack_world(args.out, spec, runs / "ae" / "export", dynamics, runs / args.reward / "export", card, teacher)
     print(f"packed {spec.name} ({args.dynamics}, {spec.sampler} sampler) into {out}")
     return 0
 
@@ -174,8 +176,9 @@ def _eval(args: argparse.Namespace) -> int:
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.data.policies import RandomRepeatPolicy
     from worldgen.eval import LatentCodec, Method, autoencoder_report, evaluate, format_table, held_out_seeds, record_references, write_report
+    from worldgen.rollout import for_inference
     from worldgen.train.teacher import load_dynamics
-    from worldgen.world import World
+    from worldgen.world import World, teacher_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -187,15 +190,17 @@ def _eval(args: argparse.Namespace) -> int:
         methods += [Method(f"world {n}-step", world.net, "consistency", n) for n in (2, 1)]
     else:
         methods.append(Method(f"world {spec.default_steps}-step", world.net, "ode", spec.default_steps))
-    if args.teacher:
-        teacher, _ = load_dynamics(args.teacher, world.device)
+    teacher_path = None if args.no_teacher else args.teacher or teacher_of(world.folder)
+    if teacher_path:
+        teacher = for_inference(load_dynamics(teacher_path, world.device)[0])
         methods += [Method("teacher 1-step mean", teacher, "ode", 1), Method("teacher 32 steps", teacher, "ode", 32)]
     for item in args.method:
         name, _, rest = item.partition("=")
         path, _, steps = rest.partition(":")
         net, config = load_dynamics(Path(path), world.device)
+        for_inference(net)
         methods.append(Method(name, net, config["sampler"], int(steps or (2 if config["sampler"] == "consistency" else 32))))
-    used = EpisodeDataset(args.data).level_seeds() if args.data else set()
+    used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
     seeds = args.seed_list or held_out_seeds(args.seeds, used)
     platformer = spec.source_env.endswith("worldgen/Platformer-v0")
     if platformer:
@@ -269,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="show the real source game beside, with a drift meter")
     p.add_argument("--seed", type=int, default=0, help="level seed of the source game and noise seed")
     p.add_argument("--clips", type=Path, default=Path("clips"), help="where F5 writes clips")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks: faster frames after a minute's compile")
     p.set_defaults(run=_play)
 
     p = sub.add_parser("record", help="record a clip of a generated world headless (mp4 or gif + actions JSON)")
@@ -290,12 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="how fast a world runs: frames/s, throughput, ms per model call (CPU, and CUDA when present)")
     p.add_argument("--world", default="platformer")
-    p.add_argument("--teacher", type=Path, default=None, help="also time this teacher export at 8 and 32 ODE steps")
+    p.add_argument("--teacher", type=Path, default=None, help="also time this teacher export at 8 and 32 ODE steps (default: the world's own)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
     p.add_argument("--num-envs", type=int, nargs="+", default=[1, 16, 64], help="vector-env sizes to time")
     p.add_argument("--seconds", type=float, default=2.0, help="minimum timing per figure")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--cpu-only", action="store_true")
+    p.add_argument("--compile", action="store_true", help="time the world's networks through torch.compile")
     p.add_argument("--json", type=Path, default=None)
     p.set_defaults(run=_bench)
 
@@ -308,13 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None)
     p.add_argument("--source-env", default=None, help="Gymnasium id of the source game (default: the dataset's)")
     p.add_argument("--card", type=Path, default=None, help="a model card (markdown) to include as README.md")
+    p.add_argument("--teacher", default="teacher", help="the teacher run to include, for eval and bench ('' for none)")
     p.set_defaults(run=_pack)
 
     p = sub.add_parser("eval", help="judge a world against its real source game on unseen levels")
     p.add_argument("--world", default="platformer")
-    p.add_argument("--teacher", type=Path, default=None, help="the world's teacher export: adds its 1-step mean and 32 steps")
+    p.add_argument("--teacher", type=Path, default=None, help="a teacher export: adds its 1-step mean and 32 steps (default: the world's own)")
+    p.add_argument("--no-teacher", action="store_true", help="leave the teacher out (its 32 steps cost the most)")
     p.add_argument("--method", action="append", default=[], metavar="NAME=EXPORT[:STEPS]", help="another dynamics export to compare")
-    p.add_argument("--data", type=Path, default=None, help="the training dataset, whose level seeds are left out")
+    p.add_argument("--data", type=Path, default=None, help="the training dataset, whose level seeds are left out (besides those world.json lists)")
     p.add_argument("--seeds", type=int, default=16, help="how many unseen level seeds")
     p.add_argument("--seed-list", type=int, nargs="+", default=None)
     p.add_argument("--horizons", default="1,8,32,128")

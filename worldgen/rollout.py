@@ -10,6 +10,22 @@ from worldgen import scm
 from worldgen.scm import SIGMA_D
 
 
+def for_inference(module: nn.Module, compile: bool = False) -> nn.Module:
+    """Ready a network for sampling. On a CPU, eager: channels-last (NHWC) weights, which
+    oneDNN's convolutions run about 1.1x faster at batch 1. `compile`: torch.compile with
+    frozen weights (Inductor fuses the norms and activations into the convolutions), about
+    1.2x faster again at batch 1, after a compilation of 20 to 50 s, cached on disk."""
+    module.eval()
+    if compile:
+        from torch._inductor import config as inductor_config
+
+        inductor_config.freezing = True  # process-wide; passing it in `options` is not honoured
+        return torch.compile(module)
+    if next(module.parameters()).device.type == "cpu":
+        module.to(memory_format=torch.channels_last)
+    return module
+
+
 def noise_context(context: torch.Tensor, level: torch.Tensor, generator: scm.Generators) -> torch.Tensor:
     """Context-noise augmentation: ctx + level * sigma_d * eps, per sample (B,) level.
     Context latents are in sigma_d units (B, K, C, h, w)."""

@@ -2,14 +2,16 @@
 
 A world folder (a checkpoint, or a name under `models/pretrained/`) holds `world.json` and
 the exports of its autoencoder (`ae/`), dynamics network (`dynamics/`) and reward head
-(`reward/`), each `model.safetensors` + `config.json`.
+(`reward/`), each `model.safetensors` + `config.json`; optionally the diffusion teacher the
+dynamics were distilled from (`teacher/`), which `worldgen eval` and `worldgen bench` compare
+against.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +22,7 @@ import models
 from worldgen.checkpoint import CheckpointError
 from worldgen.data.storage import atomic_folder
 from worldgen.frames import to_model, to_uint8
-from worldgen.rollout import predict_next, predict_reward
+from worldgen.rollout import for_inference, predict_next, predict_reward
 from worldgen.scm import SIGMA_D
 
 WORLD_FILE = "world.json"
@@ -43,6 +45,8 @@ class WorldSpec:
     default_steps: int
     context_noise: float
     fps: int = 30
+    training_seeds: list[int] = field(default_factory=list)
+    """Level seeds of the training episodes: `worldgen eval` judges a world on others."""
 
 
 def resolve_world(world: str | Path) -> Path:
@@ -60,10 +64,12 @@ def resolve_world(world: str | Path) -> Path:
     )
 
 
-def pack_world(out: Path, spec: WorldSpec, ae: Path, dynamics: Path, reward: Path, card: str | None = None) -> Path:
+def pack_world(out: Path, spec: WorldSpec, ae: Path, dynamics: Path, reward: Path, card: str | None = None,
+               teacher: Path | None = None) -> Path:
     """Assemble a world folder from stage exports (copied), atomically."""
+    parts = [("ae", ae), ("dynamics", dynamics), ("reward", reward)] + ([("teacher", teacher)] if teacher else [])
     with atomic_folder(Path(out)) as tmp:
-        for name, src in (("ae", ae), ("dynamics", dynamics), ("reward", reward)):
+        for name, src in parts:
             shutil.copytree(src, tmp / name)
         (tmp / WORLD_FILE).write_text(json.dumps(asdict(spec), indent=1))
         if card is not None:
@@ -84,7 +90,14 @@ def spec_for(dynamics: Path, manifest: dict[str, Any], source_env: str, name: st
         sampler=config["sampler"],
         default_steps=2 if consistency else 32,
         context_noise=float(config["play_context_noise"]),
+        training_seeds=sorted({int(shard["level_seed"]) for shard in manifest["shards"] if "level_seed" in shard}),
     )
+
+
+def teacher_of(folder: Path) -> Path | None:
+    """The world's teacher export, if it was packed with one."""
+    path = Path(folder) / "teacher"
+    return path if (path / "config.json").exists() else None
 
 
 def read_spec(folder: Path) -> WorldSpec:
@@ -138,8 +151,14 @@ class World:
     """
 
     def __init__(
-        self, world: str | Path = "platformer", sampling_steps: int | None = None, device: str | torch.device = "auto", batch_size: int = 1
+        self,
+        world: str | Path = "platformer",
+        sampling_steps: int | None = None,
+        device: str | torch.device = "auto",
+        batch_size: int = 1,
+        compile: bool = False,
     ) -> None:
+        """`compile`: run the networks through torch.compile (see `rollout.for_inference`)."""
         from worldgen.train.ae import load_autoencoder
         from worldgen.train.reward import load_reward
         from worldgen.train.teacher import load_dynamics
@@ -152,6 +171,8 @@ class World:
         self.ae = load_autoencoder(self.folder / "ae", self.device)
         self.net, _ = load_dynamics(self.folder / "dynamics", self.device)
         self.reward_head = load_reward(self.folder / "reward", self.device)
+        self.ae.decoder, self.net, self.reward_head = (
+            for_inference(m, compile) for m in (self.ae.decoder, self.net, self.reward_head))
         self.batch_size = batch_size
         self.sampling_steps = sampling_steps or self.spec.default_steps
         self.generators = [torch.Generator(self.device) for _ in range(batch_size)]
@@ -180,6 +201,7 @@ class World:
 
     # --- prompts ----------------------------------------------------------------------------
 
+    @torch.inference_mode()
     def reset(
         self,
         prompt: np.ndarray | str | Path | int | None = None,
@@ -212,8 +234,7 @@ class World:
         pad = k - len(frames)
         frames = np.concatenate([np.repeat(frames[:1], pad, axis=0), frames])
         between = np.concatenate([np.zeros(k - 1 - len(between), dtype=np.int64), between])
-        with torch.no_grad():
-            z = self.ae.encode(to_model(torch.from_numpy(np.ascontiguousarray(frames)), self.device)) * SIGMA_D  # (K, C, h, w)
+        z = self.ae.encode(to_model(torch.from_numpy(np.ascontiguousarray(frames)), self.device)) * SIGMA_D  # (K, C, h, w)
         if self.context is None:
             self.context = z[None].repeat(self.batch_size, 1, 1, 1, 1)
         self.context[index] = z
@@ -260,7 +281,7 @@ class World:
         if ((actions < 0) | (actions >= n)).any():
             raise ValueError(f"actions must be integers in [0, {n}) ({', '.join(self.spec.action_meanings)}), got {actions.tolist()}")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, actions: Sequence[int] | np.ndarray | int) -> StepResult:
         """Advance every world one frame with its action: (B,) ints."""
         if self.context is None:
