@@ -163,3 +163,18 @@ def test_two_processes_train_with_ddp_and_agree(tiny_dataset, tmp_path):
     assert state["world_size"] == 2 and state["ranks_in_sync"] is True
     last = [m for m in metrics(out) if "samples" in m][-1]
     assert last["samples"] == last["step"] * 2 * 32  # two ranks, each its own batch of 32
+
+
+def test_resuming_a_finished_run_exports_its_newest_checkpoint(tiny_dataset, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    _ae_run(tiny_dataset, tmp_path / "r", 3)
+    early = load_file(tmp_path / "r" / "export" / "model.safetensors")
+    _ae_run(tiny_dataset, tmp_path / "r", 6, resume=True)
+    assert not all(torch.equal(early[k], v) for k, v in load_file(tmp_path / "r" / "export" / "model.safetensors").items())
+    shutil.rmtree(list_states(tmp_path / "r")[-1])  # keep the earlier checkpoint only
+    _ae_run(tiny_dataset, tmp_path / "r", 3, resume=True)  # nothing to train: the export is step 3's again
+    again = load_file(tmp_path / "r" / "export" / "model.safetensors")
+    assert all(torch.equal(early[k], v) for k, v in again.items())

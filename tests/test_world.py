@@ -74,3 +74,37 @@ def test_bad_actions_and_steps_are_clear_errors(tiny_world):
     assert world.step([0, 1]).frames.shape == (2, 64, 64, 3)
     with pytest.raises(CheckpointError, match="no world at"):
         World("no-such-world")
+
+
+@pytest.mark.slow
+def test_compiled_world_draws_what_the_eager_one_draws(tiny_world):
+    eager, compiled = World(tiny_world), World(tiny_world, compile=True)
+    for world in (eager, compiled):
+        world.reset(seed=3)
+    for action in [2, 2, 5, 0, 1]:
+        a, b = eager.step([action]), compiled.step([action])
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 2  # fused kernels round differently
+        assert a.terminated == b.terminated
+
+
+def test_the_shipped_platformer_world_is_the_default_and_follows_the_real_game():
+    from envs.platformer import ExplorerPolicy
+    from worldgen.frames import mse, psnr_from_mse
+    from worldgen.world import PRETRAINED, read_spec
+
+    world = World()  # models/pretrained/platformer
+    assert world.folder == PRETRAINED / "platformer" and world.sampling_steps == 2
+    assert (world.folder / "README.md").exists() and read_spec(world.folder).training_seeds
+    env, policy = gym.make("worldgen/Platformer-v0"), ExplorerPolicy(seed=0)
+    obs, info = env.reset(seed=1_000_001)  # not a training level
+    real, actions = [obs], []
+    for t in range(12):
+        actions.append(int(policy.act(obs[None], [info], np.array([t == 0]))[0]))
+        obs, _, _, _, info = env.step(actions[-1])
+        real.append(obs)
+    world.reset(np.stack(real[:4]), actions=actions[:3], seed=0)
+    generated = np.stack([world.step([a]).frames[0] for a in actions[3:]])
+    target = np.stack(real[4:])
+    world_psnr = float(psnr_from_mse(mse(generated, target).mean()))
+    repeat_psnr = float(psnr_from_mse(mse(np.repeat(np.stack(real[3:4]), len(target), axis=0), target).mean()))
+    assert world_psnr > repeat_psnr + 2.0, (world_psnr, repeat_psnr)

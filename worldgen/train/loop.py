@@ -199,6 +199,8 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
             writer.close()
         if metrics is not None:
             metrics.close()
+    if start >= run.steps and rank == 0:  # resumed at its end: export that checkpoint (e.g. an earlier one kept)
+        _export(stage, modules, ema, out)
     if world > 1:
         dist.barrier()
     return out / "export"
@@ -241,6 +243,12 @@ def _checkpoint(stage, modules, ema, opt, out: Path, step: int, run: RunConfig, 
     opt_tensors, opt_rest = optimizer_to_flat(opt)
     tensors.update({f"optim.{k}": v for k, v in opt_tensors.items()})
     path = save_state(out, step, tensors, {"optim": opt_rest, "world_size": world, "ranks_in_sync": in_sync}, run.keep_checkpoints)
+    _export(stage, modules, ema, out)
+    return path
+
+
+def _export(stage: Stage, modules: dict[str, nn.Module], ema: dict[str, EMA], out: Path) -> None:
+    """The EMA weights, as the stage's inference export in `out/export`."""
     import copy
 
     shadows = {}
@@ -249,7 +257,6 @@ def _checkpoint(stage, modules, ema, opt, out: Path, step: int, run: RunConfig, 
         ema[name].copy_to(shadow)
         shadows[name] = shadow.to("cpu")
     stage.export(shadows, out / "export")
-    return path
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
