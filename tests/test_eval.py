@@ -130,3 +130,17 @@ def test_cli_pack_and_eval_write_a_report(tiny_world, tiny_world_runs, tiny_data
     lean = tmp_path / "lean"
     assert main(["eval", "--world", str(world), "--no-teacher", "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(lean)]) == 0
     assert {"repeat last frame", "world 2-step", "world 1-step"} == set(json.loads((lean / "report.json").read_text())["methods"])
+
+
+def test_event_scores_count_hits_and_say_nan_when_there_is_nothing_to_score():
+    from worldgen.eval import event_scores
+
+    truth_r = np.array([0.0, 1.0, -1.0, 0.0, 10.0])
+    truth_t = np.array([False, False, True, False, True])
+    perfect = event_scores(truth_r, truth_r, truth_t, truth_t)
+    assert perfect["reward_precision"] == perfect["reward_recall"] == 1.0 and perfect["termination_recall"] == 1.0
+    assert perfect["reward_events"] == 3 and perfect["terminations"] == 2
+    wrong_sign = event_scores(-truth_r, truth_r, truth_t, truth_t)
+    assert wrong_sign["reward_precision"] == wrong_sign["reward_recall"] == 0.0
+    quiet = event_scores(np.zeros(5), np.zeros(5), np.zeros(5, bool), np.zeros(5, bool))
+    assert all(np.isnan(quiet[k]) for k in ("reward_precision", "reward_recall", "termination_precision", "termination_recall"))

@@ -103,7 +103,7 @@ def test_coin_gives_plus_one():
     env.reset(seed=1)
     u = env.unwrapped
     _place_player(env, 8.0, 20.0)
-    u.coins = np.array([[10.5, 24.5]])
+    u.coins, u.coin_ids = np.array([[10.5, 24.5]]), np.array([0])
     _, reward, term, _, info = env.step(0)
     assert reward == 1.0 and not term and info["coins_collected"] == 1 and len(u.coins) == 0
 
@@ -114,7 +114,7 @@ def test_falling_into_a_gap_terminates_with_minus_one():
     u = env.unwrapped
     col = next(c for c in range(8, u.level.solid.shape[1]) if u.level.ground_row(c) == P.ROWS and u.level.ground_row(c + 1) == P.ROWS)
     _place_player(env, col * P.TILE + 1, 50.0)
-    u.coins = np.zeros((0, 2))
+    u.coins, u.coin_ids = np.zeros((0, 2)), np.zeros(0, dtype=int)
     for step in range(20):
         _, reward, term, _, _ = env.step(0)
         if term:
@@ -128,7 +128,7 @@ def test_touching_an_enemy_terminates_with_minus_one():
     u = env.unwrapped
     ex, ey = u.enemy_pos[0]
     u.pos = np.array([ex - P.PLAYER_W + 1.5, ey + P.ENEMY_H - P.PLAYER_H])
-    u.coins = np.zeros((0, 2))
+    u.coins, u.coin_ids = np.zeros((0, 2)), np.zeros(0, dtype=int)
     _, reward, term, _, _ = env.step(0)
     assert term and reward == -1.0
 
@@ -139,7 +139,7 @@ def test_reaching_the_flag_terminates_with_plus_ten():
     u = env.unwrapped
     top = u.level.ground_row(int(u.level.flag_x // P.TILE)) * P.TILE
     _place_player(env, u.level.flag_x - P.PLAYER_W - 0.2, top - P.PLAYER_H)
-    u.coins = np.zeros((0, 2))
+    u.coins, u.coin_ids = np.zeros((0, 2)), np.zeros(0, dtype=int)
     _, reward, term, _, _ = env.step(ACTION_MEANINGS.index("RIGHT"))
     assert term and reward == 10.0
 

@@ -294,15 +294,17 @@ def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float
 
 
 def event_scores(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true_ended: np.ndarray) -> dict[str, float]:
-    """Precision and recall of reward events (|r| >= 0.5, sign right) and of terminations."""
+    """Precision and recall of reward events (|r| >= 0.5, sign right) and of terminations, and
+    how many real ones there were; NaN where a share has nothing to divide by."""
 
     def pr(pred: np.ndarray, truth: np.ndarray, hit: np.ndarray) -> tuple[float, float]:
         tp = float((pred & truth & hit).sum())
-        return tp / max(float(pred.sum()), 1.0), tp / max(float(truth.sum()), 1.0)
+        return (tp / pred.sum() if pred.sum() else float("nan")), (tp / truth.sum() if truth.sum() else float("nan"))
 
     rp, rr = pr(np.abs(reward) >= 0.5, true_reward != 0, np.sign(reward) == np.sign(true_reward))
     tp, tr = pr(ended, true_ended, np.ones_like(ended))
-    return {"reward_precision": rp, "reward_recall": rr, "termination_precision": tp, "termination_recall": tr}
+    return {"reward_precision": rp, "reward_recall": rr, "termination_precision": tp, "termination_recall": tr,
+            "reward_events": int((true_reward != 0).sum()), "terminations": int(true_ended.sum())}
 
 
 def evaluate(
