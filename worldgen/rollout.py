@@ -14,7 +14,7 @@ def for_inference(module: nn.Module, compile: bool = False) -> nn.Module:
     """Ready a network for sampling. On a CPU, eager: channels-last (NHWC) weights, which
     oneDNN's convolutions run about 1.1x faster at batch 1. `compile`: torch.compile with
     frozen weights (Inductor fuses the norms and activations into the convolutions), about
-    1.2x faster again at batch 1, after a compilation of 20 to 50 s, cached on disk."""
+    1.2-1.4x faster again at batch 1, after a compilation of 20 to 50 s, cached on disk."""
     module.eval()
     if compile:
         from torch._inductor import config as inductor_config
