@@ -110,7 +110,8 @@ def bench_vector_env(world_path: str | Path, num_envs: tuple[int, ...] = (1, 16,
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"machine: {report['machine']}", f"world:   {report['world']}", ""]
+    compiled = " (networks through torch.compile)" if report.get("compiled") else ""
+    lines = [f"machine: {report['machine']}", f"world:   {report['world']}{compiled}", ""]
     lines.append("| measure | figure |")
     lines.append("|---|---|")
     for steps in (1, 2):
