@@ -204,9 +204,7 @@ def _eval(args: argparse.Namespace) -> int:
     seeds = args.seed_list or held_out_seeds(args.seeds, used)
     platformer = spec.source_env.endswith("worldgen/Platformer-v0")
     if platformer:
-        from envs.platformer import ExplorerPolicy, detect_objects
-
-        from envs.platformer import visible_objects
+        from envs.platformer import ExplorerPolicy, detect_objects, visible_objects
 
         policy, detect, objects_of = ExplorerPolicy(seed=0), detect_objects, visible_objects
     else:

@@ -235,7 +235,7 @@ def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> t
 
 
 def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float = 3.0, miss_penalty: float = 16.0,
-                    window: int = 8) -> dict[str, float]:
+                    window: int = OBJECT_WINDOW) -> dict[str, float]:
     """How well the generated frames keep the game's objects.
 
     Player: position error (px) over the first `horizon` open-loop steps (a frame where the
@@ -348,7 +348,7 @@ def evaluate(
         row["open_loop_ssim"] = {h: float(scores_s[:, h - 1].mean()) for h in horizons}
         row["psnr_curve"] = curve.tolist()
         if detect is not None:
-            row.update(object_fidelity(longest, detect, object_h, window=OBJECT_WINDOW))
+            row.update(object_fidelity(longest, detect, object_h))
         if m.net is not None and num_actions:
             t_max = max(controllability_at)
             true = open_loop(m, refs, codec, k, t_max, context_noise, seed=seed)
