@@ -1,7 +1,8 @@
-"""The pygame window behind `render_mode="human"`, shared by every worldgen env."""
+"""The pygame window behind `render_mode="human"`, and the rendering every single worldgen env shares."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.error import DependencyNotInstalled
 
@@ -37,3 +38,23 @@ class HumanWindow:
 
             pygame.display.quit()
             self._screen = None
+
+
+class FrameEnv(gym.Env):
+    """An env whose observation is the frame it shows: `render` returns or shows `_frame`,
+    the last observation (None before the first reset)."""
+
+    _frame: np.ndarray | None = None
+    _window: HumanWindow
+
+    def render(self) -> np.ndarray | None:
+        if self._frame is None:
+            raise RuntimeError("Call reset() before render().")
+        if self.render_mode == "rgb_array":
+            return self._frame.copy()
+        if self.render_mode == "human":
+            self._window.show(self._frame)
+        return None
+
+    def close(self) -> None:
+        self._window.close()

@@ -11,7 +11,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from envs.window import HumanWindow
+from envs.window import FrameEnv, HumanWindow
 from worldgen.world import World
 
 _LEVEL_SEEDS = 2**31 - 1
@@ -27,7 +27,7 @@ def _prompt(options: dict[str, Any] | None, rng: np.random.Generator) -> tuple[A
     return prompt, options.get("prompt_actions"), noise
 
 
-class WorldEnv(gym.Env):
+class WorldEnv(FrameEnv):
     """A generated world as a Gymnasium environment.
 
     ## Description
@@ -80,7 +80,6 @@ class WorldEnv(gym.Env):
         self.action_space = spaces.Discrete(len(self.world.action_meanings))
         self.metadata = {**self.metadata, "render_fps": self.world.spec.fps}
         self.render_mode = render_mode
-        self._frame: np.ndarray | None = None
         self._window = HumanWindow(f"worldgen: {self.world.spec.name}", self.world.spec.fps)
 
     def get_action_meanings(self) -> list[str]:
@@ -104,18 +103,6 @@ class WorldEnv(gym.Env):
         if self.render_mode == "human":
             self.render()
         return self._frame.copy(), float(result.rewards[0]), bool(result.terminated[0]), False, {}
-
-    def render(self) -> np.ndarray | None:
-        if self._frame is None:
-            raise RuntimeError("Call reset() before render().")
-        if self.render_mode == "rgb_array":
-            return self._frame.copy()
-        if self.render_mode == "human":
-            self._window.show(self._frame)
-        return None
-
-    def close(self) -> None:
-        self._window.close()
 
 
 class WorldVectorEnv(VectorEnv):

@@ -1,5 +1,6 @@
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.utils.env_checker import check_env
 
 ID = "worldgen/World-v0"
@@ -14,6 +15,16 @@ def test_passes_both_env_checkers(tiny_world):
     assert env.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
     assert env.unwrapped.get_action_meanings()[5] == "RIGHT_JUMP"
     assert env.spec.max_episode_steps == 1000
+
+
+def test_both_single_envs_render_their_last_frame(tiny_world):
+    for env in (gym.make(ID, world=str(tiny_world), render_mode="rgb_array").unwrapped,
+                gym.make("worldgen/Platformer-v0", render_mode="rgb_array").unwrapped):
+        with pytest.raises(RuntimeError, match=r"Call reset\(\) before render\(\)"):
+            env.render()
+        env.reset(seed=0)
+        obs = env.step(2)[0]
+        assert np.array_equal(env.render(), obs)
 
 
 def test_reset_takes_a_prompt(tiny_world):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -12,7 +11,7 @@ from envs.platformer import palette as P
 from envs.platformer.level import Level, generate_level
 from envs.platformer.physics import move_player
 from envs.platformer.render import Renderer
-from envs.window import HumanWindow
+from envs.window import FrameEnv, HumanWindow
 
 ACTION_MEANINGS = ("NOOP", "LEFT", "RIGHT", "JUMP", "LEFT_JUMP", "RIGHT_JUMP")
 ACTION_DIRECTION = np.array([0, -1, 1, 0, -1, 1])
@@ -24,7 +23,7 @@ CAMERA_LEAD = 24.0
 COIN_REWARD, DEATH_REWARD, FLAG_REWARD = 1.0, -1.0, 10.0
 
 
-class PlatformerEnv(gym.Env):
+class PlatformerEnv(FrameEnv):
     """A side-scrolling platformer whose levels are generated from the reset seed.
 
     ## Description
@@ -157,18 +156,6 @@ class PlatformerEnv(gym.Env):
         if self.render_mode == "human":
             self.render()
         return self._frame.copy(), reward, terminated, False, self._info()
-
-    def render(self) -> np.ndarray | None:
-        if self.level is None:
-            raise RuntimeError("Call reset() before render().")
-        if self.render_mode == "rgb_array":
-            return self._frame.copy()
-        if self.render_mode == "human":
-            self._window.show(self._frame)
-        return None
-
-    def close(self) -> None:
-        self._window.close()
 
     # --- physics -------------------------------------------------------------------------
 
