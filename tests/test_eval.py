@@ -96,6 +96,7 @@ def test_evaluate_scores_every_method_against_the_same_reality(tmp_path):
     write_report(report, tmp_path)
     assert json.loads((tmp_path / "report.json").read_text())["methods"]["zero"]["next_psnr"] < 20
     assert (tmp_path / "psnr_vs_horizon.png").stat().st_size > 0 and (tmp_path / "real_vs_generated.png").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["psnr_vs_horizon.png", "real_vs_generated.png", "report.json"], "no temp files left"
     assert "| zero |" in format_table(report)
 
 

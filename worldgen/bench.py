@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from worldgen.data.storage import write_atomic
 from worldgen.rollout import for_inference, predict_next
 from worldgen.scm import SIGMA_D
 from worldgen.world import World
@@ -128,4 +129,5 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def save_report(report: dict[str, Any], path: Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=1))
+    data = json.dumps(report, indent=1).encode()
+    write_atomic(Path(path), lambda f: f.write(data))

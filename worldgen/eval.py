@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from worldgen.data.storage import atomic_path, write_atomic
 from worldgen.frames import mse, psnr_from_mse, ssim, to_model, to_uint8
 from worldgen.rollout import predict_next, predict_reward
 from worldgen.scm import SIGMA_D
@@ -373,7 +374,8 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pictures = report.pop("_pictures", {})
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    data = json.dumps(report, indent=1).encode()
+    write_atomic(out / "report.json", lambda f: f.write(data))
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for name, row in report["methods"].items():
         curve = row["psnr_curve"]
@@ -384,7 +386,8 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "psnr_vs_horizon.png")
+    with atomic_path(out / "psnr_vs_horizon.png", ".png") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     if pictures:
         first = next(iter(pictures.values()))
@@ -395,7 +398,8 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
             for r in pictures.values():
                 rows.append(np.concatenate([r.generated[i, s - 1] for s in steps], axis=1))
         grid = np.concatenate(rows, axis=0)
-        Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(out / "real_vs_generated.png")
+        with atomic_path(out / "real_vs_generated.png", ".png") as tmp:
+            Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(tmp)
 
 
 def format_table(report: dict[str, Any]) -> str:
