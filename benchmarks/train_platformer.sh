@@ -7,13 +7,15 @@
 #   bash benchmarks/train_platformer.sh            # DATA=data/platformer RUNS=runs/platformer
 #
 # TEACHER_STEPS (default 26,000, the shipped world's) sets the teacher's length; the learning
-# rate is constant after warm-up, so a longer run can resume a shorter one.
+# rate is constant after warm-up, so a longer run can resume a shorter one. TEACHER_PRESET
+# (default small) sizes the dynamics network; `base` is meant for a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data/platformer}
 RUNS=${RUNS:-runs/platformer}
 WG=${WG:-worldgen}
 TEACHER_STEPS=${TEACHER_STEPS:-26000}
+TEACHER_PRESET=${TEACHER_PRESET:-small}
 
 [ -f "$DATA/manifest.json" ] || $WG collect --env worldgen/Platformer-v0 --episodes 400 --out "$DATA" --policy explore --seed 0
 
@@ -39,7 +41,7 @@ stage() {  # stage NAME STEPS ARGS...: train runs/NAME for STEPS steps, resuming
 }
 
 stage ae 2500 ae --preset small
-stage teacher "$TEACHER_STEPS" teacher --preset small
+stage teacher "$TEACHER_STEPS" teacher --preset "$TEACHER_PRESET"
 # sCD stops at 1,000 steps: at batch 32 its 2-step samples drift slowly after that (step 2,000
 # kept fewer of the prompt's coins, 67% vs 76%, and scored 0.9 dB lower at 1 and 32 steps).
 stage scd 1000 scm --mode scd
