@@ -1,6 +1,9 @@
-"""Gymnasium environments of worldgen, registered under the `worldgen/` namespace on import."""
+"""Gymnasium environments of worldgen, registered under the `worldgen/` namespace on import,
+with their game kits (`worldgen.kit`)."""
 
 from gymnasium.envs.registration import register, registry
+
+import envs.platformer  # noqa: F401  (registers the Platformer's kit: scripted player, detector, content measures)
 
 if "worldgen/Platformer-v0" not in registry:
     register(

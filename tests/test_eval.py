@@ -123,14 +123,25 @@ def test_cli_pack_and_eval_write_a_report(tiny_world, tiny_world_runs, tiny_data
     assert spec.source_env == "envs:worldgen/Platformer-v0" and spec.sampler == "consistency" and spec.default_steps == 2
     assert set(spec.training_seeds) == EpisodeDataset(tiny_dataset).level_seeds() and (world / "teacher" / "config.json").exists()
     out = tmp_path / "eval"
-    assert main(["eval", "--world", str(world), "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(out)]) == 0
+    assert main(["eval", "--world", str(world), "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(out),
+                 "--content-frames", "40", "--content-streams", "2"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert {"repeat last frame", "world 2-step", "world 1-step", "teacher 1-step mean", "teacher 32 steps"} == set(report["methods"])
+    names = {"world 2-step", "world 1-step", "teacher 1-step mean", "teacher 32 steps"}
+    assert {"repeat last frame", *names} == set(report["methods"])
     assert report["seeds"][0] >= 1_000_000 and report["seeds"][0] not in spec.training_seeds and "psnr" in report["autoencoder"]
-    assert "| world 2-step |" in capsys.readouterr().out
+    assert set(report["autoencoder"]["colour_recall"]) >= {"sky", "dirt", "dirt_dark", "platform", "coins"}
+    # The content section: every method with a network, the Platformer's kinds, bins up to 40 frames.
+    content = report["content"]
+    assert set(content["methods"]) == names and content["bins"] == [[1, 32], [33, 40]] and content["streams"] == 2
+    assert set(content["methods"]["world 2-step"]["ratio"]) == {"coins", "enemies", "platform_px", "gap_columns", "texture_px"}
+    assert (out / "content_strip.png").exists() and (out / "content_vs_horizon.png").exists()
+    printed = capsys.readouterr().out
+    assert "| world 2-step |" in printed and "| world 2-step | unsupported |" in printed and "dirt_dark" in printed
     lean = tmp_path / "lean"
-    assert main(["eval", "--world", str(world), "--no-teacher", "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(lean)]) == 0
-    assert {"repeat last frame", "world 2-step", "world 1-step"} == set(json.loads((lean / "report.json").read_text())["methods"])
+    assert main(["eval", "--world", str(world), "--no-teacher", "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(lean),
+                 "--content-frames", "0"]) == 0
+    report = json.loads((lean / "report.json").read_text())
+    assert {"repeat last frame", "world 2-step", "world 1-step"} == set(report["methods"]) and "content" not in report
 
 
 def test_event_scores_count_hits_and_say_nan_when_there_is_nothing_to_score():

@@ -178,3 +178,28 @@ def test_resuming_a_finished_run_exports_its_newest_checkpoint(tiny_dataset, tmp
     _ae_run(tiny_dataset, tmp_path / "r", 3, resume=True)  # nothing to train: the export is step 3's again
     again = load_file(tmp_path / "r" / "export" / "model.safetensors")
     assert all(torch.equal(early[k], v) for k, v in again.items())
+
+
+def test_colour_rarity_weighs_rare_colours_up():
+    from worldgen.train.ae import colour_rarity
+
+    frames = torch.zeros(2, 8, 8, 3, dtype=torch.uint8)
+    frames[0, 0, 0] = torch.tensor([115, 70, 35])  # one pixel of a rare colour
+    w = colour_rarity(frames, 1.0, 20.0)
+    assert w.shape == (2, 8, 8) and float(w.mean()) == pytest.approx(1.0)
+    assert float(w[0, 0, 0]) == pytest.approx(20.0 * float(w[0, 0, 1]))  # clipped at 20x
+    assert torch.equal(colour_rarity(frames, 0.0, 20.0), torch.ones(2, 8, 8))
+
+
+def test_decoder_fine_tune_keeps_the_latents(tiny_world_runs, tiny_dataset):
+    from worldgen.train.ae import load_autoencoder
+
+    base = tiny_world_runs / "ae" / "export"
+    out = tiny_world_runs / "ae_decoder"
+    assert main(["train", "ae", "--data", str(tiny_dataset), "--out", str(out), "--steps", "3", "--set", f"init={base}",
+                 "--set", "train_encoder=false", "--set", "colour_weight=0.5", "--set", "run.val_fraction=0.3",
+                 "--set", "run.image_every=0"]) == 0
+    before, after = load_weights(base)[0], load_weights(out / "export")[0]
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder.") or k == "latent_scale")
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert load_autoencoder(out / "export").cfg == load_autoencoder(base).cfg

@@ -22,13 +22,13 @@ def _collect(args: argparse.Namespace) -> int:
     from worldgen.data.collect import collect
     from worldgen.data.policies import RandomRepeatPolicy
     from worldgen.data.sources import make_source_env
+    from worldgen.kit import kit_for
 
     if args.policy == "explore":
-        if args.env != "worldgen/Platformer-v0":
-            raise SystemExit(f"error: --policy explore plays worldgen/Platformer-v0 only, not {args.env}; use --policy random")
-        from envs.platformer import ExplorerPolicy
-
-        policy = ExplorerPolicy(seed=args.seed)
+        scripted = kit_for(args.env).policy
+        if scripted is None:
+            raise SystemExit(f"error: {args.env} has no scripted player for --policy explore; use --policy random")
+        policy = scripted(args.seed)
     else:
         probe = make_source_env(args.env, args.size)
         policy = RandomRepeatPolicy(int(probe.action_space.n), max_repeat=args.max_repeat, seed=args.seed)
@@ -173,9 +173,11 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
 
     import envs  # noqa: F401
+    from worldgen.content import content_report, format_content, record_streams, write_content
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.data.policies import RandomRepeatPolicy
     from worldgen.eval import LatentCodec, Method, autoencoder_report, evaluate, format_table, held_out_seeds, record_references, write_report
+    from worldgen.kit import kit_for
     from worldgen.rollout import for_inference
     from worldgen.train.teacher import load_dynamics
     from worldgen.world import World, teacher_of
@@ -201,27 +203,36 @@ def _eval(args: argparse.Namespace) -> int:
         methods.append(Method(name, for_inference(net), config["sampler"], int(steps or (2 if config["sampler"] == "consistency" else 32))))
     used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
     seeds = args.seed_list or held_out_seeds(args.seeds, used)
-    platformer = spec.source_env.endswith("worldgen/Platformer-v0")
-    if platformer:
-        from envs.platformer import ExplorerPolicy, detect_objects, visible_objects
-
-        policy, detect, objects_of = ExplorerPolicy(seed=0), detect_objects, visible_objects
-    else:
-        policy, detect, objects_of = RandomRepeatPolicy(len(spec.action_meanings), seed=0), None, None
+    kit = kit_for(spec.source_env)
+    new_policy = kit.policy or (lambda seed: RandomRepeatPolicy(len(spec.action_meanings), seed=seed))
+    policy = new_policy(0)
     horizons = [int(h) for h in args.horizons.split(",")]
     longest = max(horizons + [16])  # 16: the longer controllability horizon
-    refs = record_references(lambda: gym.make(spec.source_env), policy, seeds, longest + spec.context + args.extra_steps, objects_of)
-    report = evaluate(methods, refs, codec, spec.context, spec.context_noise, horizons, detect,
-                      len(spec.action_meanings), reward_head=world.reward_head, log=lambda line: print(line, flush=True))
-    report["autoencoder"] = autoencoder_report(codec, refs, detect)
+    refs = record_references(lambda: gym.make(spec.source_env), policy, seeds, longest + spec.context + args.extra_steps, kit.objects_of)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    report = evaluate(methods, refs, codec, spec.context, spec.context_noise, horizons, kit.detect,
+                      len(spec.action_meanings), reward_head=world.reward_head, log=log)
+    report["autoencoder"] = autoencoder_report(codec, refs, kit.detect, kit.palette)
     report["seeds"] = seeds
     report["world"] = str(args.world)
+    if kit.content is not None and args.content_frames > 0:
+        # Streams of their own levels: after the table's seeds, unseen too.
+        stream_seeds = held_out_seeds(len(seeds) + args.content_streams * 8, used)[len(seeds):]
+        streams = record_streams(lambda: gym.make(spec.source_env), new_policy(1), stream_seeds,
+                                 args.content_streams, args.content_frames + spec.context)
+        report["content"] = content_report(methods, streams, codec, spec.context, spec.context_noise, kit.content,
+                                           args.content_frames, log=log)
+        write_content(report["content"], args.out)
     write_report(report, args.out)
     print(format_table(report))
     ae = report["autoencoder"]
     print(f"\nautoencoder on these frames: PSNR {ae['psnr']:.2f} dB" + (
-        f", coins kept {100 * ae['coins_kept']:.1f}%, enemies kept {100 * ae['enemies_kept']:.1f}%" if detect else ""))
-    print(f"wrote {args.out}/report.json, psnr_vs_horizon.png, real_vs_generated.png")
+        f", coins kept {100 * ae['coins_kept']:.1f}%, enemies kept {100 * ae['enemies_kept']:.1f}%" if kit.detect else ""))
+    print("per-colour pixel recall: " + ", ".join(f"{name} {100 * v:.1f}%" for name, v in ae["colour_recall"].items()))
+    if "content" in report:
+        print("\ncontent over long play (world's rate / real game's):\n" + format_content(report["content"]))
+    print(f"wrote {args.out}/report.json, psnr_vs_horizon.png, real_vs_generated.png"
+          + (", content_vs_horizon.png, content_strip.png" if "content" in report else ""))
     return 0
 
 
@@ -239,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, required=True, help="episodes to record")
     p.add_argument("--out", type=Path, required=True, help="dataset folder (created, or added to)")
     p.add_argument("--policy", choices=["random", "explore"], default="random",
-                   help="random: random actions held for random durations; explore: scripted Platformer player")
+                   help="random: random actions held for random durations; explore: the game's scripted player (the Platformer's explorer)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     p.add_argument("--num-envs", type=int, default=1, help="parallel envs, one process each when > 1")
     p.add_argument("--seed", type=int, default=None, help="seed of the envs and the policy (default: random)")
@@ -325,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-list", type=int, nargs="+", default=None)
     p.add_argument("--horizons", default="1,8,32,128")
     p.add_argument("--extra-steps", type=int, default=60, help="real steps recorded beyond the longest horizon")
+    p.add_argument("--content-frames", type=int, default=1000,
+                   help="length of the long-play content rollouts (0: skip the content section)")
+    p.add_argument("--content-streams", type=int, default=16, help="how many long-play rollouts, each from its own unseen level")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=_eval)

@@ -26,15 +26,13 @@ import numpy as np
 import torch
 
 from worldgen.data.storage import atomic_path, write_atomic
-from worldgen.frames import mse, psnr_from_mse, ssim, to_model, to_uint8
+from worldgen.frames import colour_recall, frequent_colours, mse, psnr_from_mse, ssim, to_model, to_uint8
+from worldgen.kit import Detector, Objects
 from worldgen.rollout import predict_next, predict_reward
 from worldgen.scm import SIGMA_D
 
-Detector = Callable[[np.ndarray], dict[str, np.ndarray]]
 OBJECT_WINDOW = 8
 """Coins and enemies are counted on this many open-loop steps up to the object horizon."""
-Objects = dict[str, dict[int, tuple[float, float]]]
-"""The objects a frame shows, from the game's ground truth: {kind: {object id: (x, y) centre}}."""
 
 
 @dataclass
@@ -216,15 +214,23 @@ def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int,
     truth = (objects, prompt_ids) if len(objects) == len(ctx) else (None, None)
     if method.net is None:  # the baseline repeats the real last frame
         return Rollouts(np.repeat(np.stack(last)[:, None], horizon, axis=1), real_frames, np.stack(player), *truth)
-    context = torch.stack(ctx)  # (R, K, C, h, w)
     actions = torch.from_numpy(np.stack(acts)).to(codec.device)  # (R, K + H - 1)
+    generated = generate(method, torch.stack(ctx), actions, codec, context_noise, seed)
+    return Rollouts(generated, real_frames, np.stack(player), *truth)
+
+
+def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec: LatentCodec, context_noise: float,
+             seed: int = 0) -> np.ndarray:
+    """Open-loop frames of a method: context (R, K, C, h, w) latents and actions (R, K + H - 1)
+    -> (R, H, H_px, W_px, 3) uint8, decoded step by step (long rollouts never hold all latents)."""
+    k = context.shape[1]
     g = torch.Generator(codec.device).manual_seed(seed)
     frames = []
-    for i in range(horizon):
+    for i in range(actions.shape[1] - k + 1):
         nxt = predict_next(method.net, context, actions[:, i : i + k], method.sampler, method.steps, context_noise, g)
         frames.append(codec.decode(nxt))
         context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
-    return Rollouts(np.stack(frames, axis=1), real_frames, np.stack(player), *truth)
+    return np.stack(frames, axis=1)
 
 
 def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> tuple[int, int]:
@@ -432,11 +438,14 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def autoencoder_report(codec: LatentCodec, refs: list[Reference], detect: Detector | None) -> dict[str, float]:
-    """Reconstruction PSNR on the reference frames and, with a detector, how many sprites survive."""
+def autoencoder_report(codec: LatentCodec, refs: list[Reference], detect: Detector | None,
+                       palette: dict[str, tuple[int, int, int]] | None = None) -> dict[str, Any]:
+    """Reconstruction PSNR on the reference frames, per-colour pixel recall (the game's palette
+    or the frames' frequent colours) and, with a detector, how many sprites survive."""
     frames = np.concatenate([r.frames for r in refs])
     recon = codec.decode(codec.encode(frames))
-    out = {"psnr": float(psnr_from_mse(mse(recon, frames).mean())), "ssim": float(ssim(recon, frames).mean())}
+    out: dict[str, Any] = {"psnr": float(psnr_from_mse(mse(recon, frames).mean())), "ssim": float(ssim(recon, frames).mean())}
+    out["colour_recall"] = colour_recall(frames, recon, palette or frequent_colours(frames))
     if detect is not None:
         kept = {"coins": [0, 0], "enemies": [0, 0]}
         for real, rec in zip(frames[::2], recon[::2]):

@@ -65,3 +65,28 @@ def ssim(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, window: int
     vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return s.mean(dim=(-3, -2, -1)).reshape(lead)
+
+
+def frequent_colours(frames: np.ndarray, most: int = 16, min_share: float = 1e-4) -> dict[str, tuple[int, int, int]]:
+    """The most frequent exact colours of some frames (each on at least `min_share` of the
+    pixels), named by their hex code: the palette of a game that gives none."""
+    colours, counts = np.unique(frames.reshape(-1, 3), axis=0, return_counts=True)
+    order = np.argsort(-counts)[:most]
+    keep = order[counts[order] >= min_share * counts.sum()]
+    return {"#%02x%02x%02x" % tuple(int(v) for v in colours[i]): tuple(int(v) for v in colours[i]) for i in keep}
+
+
+def colour_recall(real: np.ndarray, recon: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> dict[str, float]:
+    """Per colour of the palette: of the real pixels of exactly that colour, the share whose
+    reconstruction is nearer that colour than any other of the palette. Mean PSNR hides a lost
+    1-pixel texture; this does not. NaN for a colour the frames do not show."""
+    names, colours = list(palette), np.array(list(palette.values()), dtype=np.float32)  # (N, 3)
+    truth = np.full(real.shape[:-1], -1)
+    for i, c in enumerate(colours):
+        truth[(real == c.astype(real.dtype)).all(axis=-1)] = i
+    nearest = np.linalg.norm(recon.reshape(-1, 1, 3).astype(np.float32) - colours[None], axis=2).argmin(axis=1).reshape(truth.shape)
+    out = {}
+    for i, name in enumerate(names):
+        drawn = truth == i
+        out[name] = float((nearest[drawn] == i).mean()) if drawn.any() else float("nan")
+    return out

@@ -15,6 +15,16 @@ _MIN_AREA = {"player": 6.0, "coins": 2.5, "enemies": 5.0, "flag": 4.0}
 """Smallest sprite core, in pixels of a 64x64 frame, that survives noise and a 3x3 blur."""
 
 
+def colour_labels(frames: np.ndarray) -> np.ndarray:
+    """Index into `palette.SCENE_COLOURS` of each pixel's nearest game colour, -1 where a pixel
+    is far from all of them. frames (..., H, W, 3) -> (..., H, W) int64."""
+    pixels = np.asarray(frames).reshape(-1, 1, 3).astype(np.float32)
+    dist = np.linalg.norm(pixels - P.SCENE_COLOURS[None], axis=2)  # (N, n_colours)
+    nearest = dist.argmin(axis=1)
+    nearest[dist.min(axis=1) > MAX_COLOUR_DISTANCE] = -1
+    return nearest.reshape(np.shape(frames)[:-1])
+
+
 def detect_objects(frame: np.ndarray) -> dict[str, np.ndarray]:
     """Screen positions of the player, coins, enemies and flag in one frame.
 
@@ -28,13 +38,12 @@ def detect_objects(frame: np.ndarray) -> dict[str, np.ndarray]:
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"detect_objects expects an (H, W, 3) RGB frame, got shape {frame.shape}")
-    scale = frame.shape[0] / P.VIEW
-    pixels = frame.reshape(-1, 1, 3).astype(np.float32)
-    dist = np.linalg.norm(pixels - P.SCENE_COLOURS[None], axis=2)  # (H*W, n_colours)
-    nearest = dist.argmin(axis=1)
-    nearest[dist.min(axis=1) > MAX_COLOUR_DISTANCE] = -1
-    labels = nearest.reshape(frame.shape[:2])
+    return objects_in(colour_labels(frame))
 
+
+def objects_in(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """`detect_objects` on a frame's `colour_labels` (H, W)."""
+    scale = labels.shape[0] / P.VIEW
     first_sprite = len(P.SCENE_COLOURS) - len(P.OBJECT_COLOURS)
     found: dict[str, np.ndarray] = {}
     for i, kind in enumerate(P.OBJECT_COLOURS):

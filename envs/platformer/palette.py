@@ -48,3 +48,5 @@ SCENE_COLOURS = np.array(
     dtype=np.float32,
 )
 """Every colour the renderer draws; the last len(OBJECT_COLOURS) rows are the sprites."""
+SCENE_NAMES = ("sky", "cloud", "grass", "dirt", "dirt_dark", "platform", "mortar", "pole", *OBJECT_COLOURS)
+"""The names of SCENE_COLOURS' rows (the eyes are drawn in the cloud's white)."""

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models.autoencoder import AUTOENCODER_PRESETS, Autoencoder, AutoencoderConfig
 from worldgen.checkpoint import load_module, save_weights
 from worldgen.data.windows import WindowDataset
-from worldgen.frames import grid, mse, psnr_from_mse, to_model, to_uint8
+from worldgen.frames import colour_recall, frequent_colours, grid, mse, psnr_from_mse, to_model, to_uint8
 from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
 from worldgen.train.loop import Context
 
@@ -31,6 +30,17 @@ class AETrainConfig:
     draw clean frames from the slightly-off latents a world model generates."""
     val_frames: int = 512
     """Held-out frames the validation PSNR is measured on."""
+    colour_weight: float = 0.0
+    """Weight each pixel's loss by the rarity of its colour in the batch, (mean count / count)
+    ** colour_weight, clipped at `colour_weight_max` and normalised to mean 1 (0: plain loss).
+    A 1-pixel texture is a sliver of the squared error; unweighted, the autoencoder smooths
+    it away and keeps a clean PSNR."""
+    colour_weight_max: float = 20.0
+    init: str = ""
+    """An autoencoder export to start from (fine-tuning); its model config replaces the preset."""
+    train_encoder: bool = True
+    """False: only the decoder learns. The latents stay exactly as they were, so every dynamics
+    network and reward head trained on them stays valid."""
 
 
 class AEStage:
@@ -38,7 +48,13 @@ class AEStage:
 
     def __init__(self, cfg: AETrainConfig, data: Path) -> None:
         self.cfg = cfg
-        self.ae = Autoencoder(cfg.model)
+        if cfg.init:
+            self.ae = load_autoencoder(Path(cfg.init))
+            cfg.model = self.ae.cfg
+            self.ae.train()
+        else:
+            self.ae = Autoencoder(cfg.model)
+        self.ae.encoder.requires_grad_(cfg.train_encoder)
         self.train_set = WindowDataset(data, context=0, split="train", val_fraction=cfg.run.val_fraction)
         self.val_set = WindowDataset(data, context=0, split="val", val_fraction=cfg.run.val_fraction)
         g = torch.Generator().manual_seed(0)
@@ -54,7 +70,7 @@ class AEStage:
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
         index = torch.randint(len(self.train_set), (batch_size,), generator=generator)
         frames = torch.stack([self.train_set[int(i)]["target"] for i in index])  # (B, H, W, 3) uint8
-        return {"x": to_model(frames, self.device)}
+        return {"x": to_model(frames, self.device), "frames": frames.to(self.device)}
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
         x = batch["x"]  # (B, 3, 64, 64)
@@ -63,9 +79,11 @@ class AEStage:
         level = torch.rand(x.shape[0], 1, 1, 1, generator=ctx.noise, device=x.device) * self.cfg.latent_noise
         with ctx.autocast():
             recon, _ = train["ae"](x, level * noise)
-        squared = F.mse_loss(recon.float(), x)
-        l1 = F.l1_loss(recon.float(), x)
-        return squared + 0.1 * l1, {"mse": squared.item(), "psnr_train": (10 * torch.log10(4.0 / squared.detach())).item()}
+        error = recon.float() - x  # (B, 3, H, W)
+        weight = colour_rarity(batch["frames"], self.cfg.colour_weight, self.cfg.colour_weight_max)[:, None]  # (B, 1, H, W)
+        squared = error.pow(2).mean()
+        loss = (weight * (error.pow(2) + 0.1 * error.abs())).mean()
+        return loss, {"mse": squared.item(), "psnr_train": (10 * torch.log10(4.0 / squared.detach())).item()}
 
     @torch.no_grad()
     def latent_std(self, ae: Autoencoder, n: int = 1024) -> float:
@@ -77,7 +95,8 @@ class AEStage:
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
         ae = ema["ae"]
-        ae.latent_scale.fill_(1.0 / self.latent_std(ae))
+        if self.cfg.train_encoder:  # a frozen encoder keeps its scale: the latents must not move
+            ae.latent_scale.fill_(1.0 / self.latent_std(ae))
         save_weights(folder, ae.state_dict(), {"kind": "autoencoder", "model": dataclasses.asdict(self.cfg.model)})
 
     def evaluate(self, ema: dict[str, nn.Module], ctx: Context, writer: Any) -> dict[str, float]:
@@ -87,7 +106,22 @@ class AEStage:
         score = float(psnr_from_mse(mse(recon, frames).mean()))
         if writer is not None:
             writer.add_image("ae/real_vs_reconstruction", grid([frames[:8], recon[:8]]), ctx.step + 1)
-        return {"psnr": score}
+        recall = colour_recall(frames.numpy(), recon.numpy(), frequent_colours(frames.numpy()))
+        shown = [v for v in recall.values() if v == v]
+        return {"psnr": score, "colour_recall_min": min(shown), **{f"colour_recall/{k}": v for k, v in recall.items()}}
+
+
+def colour_rarity(frames: torch.Tensor, power: float, clip: float) -> torch.Tensor:
+    """Per-pixel loss weights (B, H, W) from how rare each exact colour is in the batch of
+    uint8 frames (B, H, W, 3); all ones when `power` is 0."""
+    if power == 0:
+        return torch.ones(frames.shape[:3], device=frames.device)
+    rgb = frames.long()
+    codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # (B, H, W)
+    _, inverse, counts = torch.unique(codes, return_inverse=True, return_counts=True)
+    per_colour = (counts.float().mean() / counts.float()).pow(power).clamp(1.0, clip)
+    weight = per_colour[inverse]
+    return weight / weight.mean()
 
 
 def load_autoencoder(folder: Path, device: torch.device | str = "cpu") -> Autoencoder:

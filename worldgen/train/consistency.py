@@ -17,6 +17,7 @@ from worldgen.rollout import bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context, unwrap
+from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
 from worldgen.train.teacher import load_dynamics, save_dynamics
 
 
@@ -46,6 +47,9 @@ class ConsistencyTrainConfig:
     context_noise_max: float = 0.5
     play_context_noise: float = 0.05
     val_windows: int = 64
+    own: OwnRolloutConfig = field(default_factory=OwnRolloutConfig)
+    """Training on the world's own rollouts (off by default: `own.share=0`); with sCD the
+    teacher's tangent is taken on the same own context."""
 
 
 class ConsistencyStage:
@@ -64,7 +68,8 @@ class ConsistencyStage:
         self.teacher = load_dynamics(teacher_folder)[0] if cfg.mode == "scd" else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
-        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows)
+        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames)
+        self.own = OwnRollouts(cfg.own, cfg.model.context, "consistency", load_dynamics)
         dims = math.prod(self.data.train.latents.latent_shape)
         self.weight = scm.AdaptiveWeight(init=-math.log(dims) if cfg.tangent_norm == "l2" else 0.0)
         self.name = cfg.mode
@@ -74,6 +79,7 @@ class ConsistencyStage:
 
     def to(self, device: torch.device) -> None:
         self.data.to(device)
+        self.own.to(device)
         if self.teacher is not None:
             self.teacher.to(device)
 
@@ -82,6 +88,7 @@ class ConsistencyStage:
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
+        batch, own_logs = self.own.apply(batch, unwrap(train["net"]), ctx.step, ctx.noise)
         x0 = batch["target"]
         b = x0.shape[0]
         z = torch.randn(x0.shape, generator=ctx.noise, device=ctx.device) * scm.SIGMA_D
@@ -101,7 +108,7 @@ class ConsistencyStage:
             F_theta = train["net"](x_t / scm.SIGMA_D, t, context, batch["actions"], level)
         logvar = train["weight"](t)
         loss = scm.scm_loss(F_theta.float(), terms, logvar).mean()
-        return loss, {"tangent_norm": float(terms.g_norm.mean()), "warmup_r": r, "logvar": float(logvar.detach().mean())}
+        return loss, {"tangent_norm": float(terms.g_norm.mean()), "warmup_r": r, "logvar": float(logvar.detach().mean()), **own_logs}
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
         save_dynamics(folder, ema["net"], self.cfg.mode, self.cfg)

@@ -17,12 +17,15 @@ from worldgen.train.ae import load_autoencoder
 
 class LatentData:
     """Train and validation windows over latents (scaled to std sigma_d), the autoencoder that
-    made them, and the real frames of the validation windows to measure against."""
+    made them, and the real frames of the validation windows to measure against.
 
-    def __init__(self, data: Path, ae_folder: Path, context: int, val_fraction: float, val_windows: int) -> None:
+    `lead`: training windows carry that many frames (and actions) before the usual K, for
+    stages that first roll the world out from the earliest of them (`OwnRollouts`)."""
+
+    def __init__(self, data: Path, ae_folder: Path, context: int, val_fraction: float, val_windows: int, lead: int = 0) -> None:
         self.ae = load_autoencoder(ae_folder)
         store = encode_dataset(self.ae, ae_folder, data)
-        self.train = WindowDataset(data, context, "train", val_fraction, latents=store)
+        self.train = WindowDataset(data, context + lead, "train", val_fraction, latents=store)
         self.val = WindowDataset(data, context, "val", val_fraction, latents=store)
         self.val_frames = WindowDataset(data, context, "val", val_fraction)
         g = torch.Generator().manual_seed(0)

@@ -17,7 +17,8 @@ from worldgen.checkpoint import load_module, save_weights
 from worldgen.rollout import bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
 from worldgen.train.latent_data import LatentData
-from worldgen.train.loop import Context
+from worldgen.train.loop import Context, unwrap
+from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
 
 
 @dataclass
@@ -41,6 +42,10 @@ class TeacherTrainConfig:
     eval_steps: int = 8
     """ODE steps of the teacher in validation."""
     val_windows: int = 64
+    init: str = ""
+    """A teacher export to start from (fine-tuning); its network config replaces the preset."""
+    own: OwnRolloutConfig = field(default_factory=lambda: OwnRolloutConfig(sampler_steps=8))
+    """Training on the world's own rollouts (off by default: `own.share=0`)."""
 
 
 class TeacherStage:
@@ -48,16 +53,28 @@ class TeacherStage:
 
     def __init__(self, cfg: TeacherTrainConfig, data: Path, ae_folder: Path) -> None:
         self.cfg = cfg
-        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows)
-        cfg.model.num_actions = len(self.data.train.episodes.action_meanings)
-        cfg.model.latent_channels = self.data.train.latents.latent_shape[0]
-        self.net = DynamicsNet(cfg.model)
+        if cfg.init:
+            self.net, config = load_dynamics(Path(cfg.init))
+            if config["kind"] != "teacher":
+                raise ValueError(f"init: {cfg.init} is a {config['kind']!r} export; a teacher starts from a teacher")
+            cfg.model = self.net.cfg
+            self.net.train()
+        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames)
+        actions, channels = len(self.data.train.episodes.action_meanings), self.data.train.latents.latent_shape[0]
+        if cfg.init and (cfg.model.num_actions, cfg.model.latent_channels) != (actions, channels):
+            raise ValueError(f"init: {cfg.init} takes {cfg.model.num_actions} actions and {cfg.model.latent_channels} latent channels, "
+                             f"the data has {actions} and {channels}")
+        cfg.model.num_actions, cfg.model.latent_channels = actions, channels
+        if not cfg.init:
+            self.net = DynamicsNet(cfg.model)
+        self.own = OwnRollouts(cfg.own, cfg.model.context, "ode", load_dynamics)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
 
     def to(self, device: torch.device) -> None:
         self.data.to(device)
+        self.own.to(device)
 
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
         return self.data.sample(generator, batch_size)
@@ -69,12 +86,13 @@ class TeacherStage:
         return bind(net, noise_context(batch["context"], level, ctx.noise), batch["actions"], level)
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+        batch, logs = self.own.apply(batch, unwrap(train["net"]), ctx.step, ctx.noise)
         x0 = batch["target"]
         z = torch.randn(x0.shape, generator=ctx.noise, device=ctx.device) * scm.SIGMA_D
         t = scm.sample_t(x0.shape[0], self.cfg.p_mean, self.cfg.p_std, ctx.noise, ctx.device)
         with ctx.autocast():
             loss = scm.flow_matching_loss(self.conditioned(train["net"], batch, ctx), x0, z, t).mean()
-        return loss, {}
+        return loss, logs
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
         save_dynamics(folder, ema["net"], "teacher", self.cfg)

@@ -1,0 +1,138 @@
+"""Content over long play: the Platformer's measures, and the eval section that compares a
+world's content with the real game's per horizon bin."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from envs.platformer import KIT, ExplorerPolicy, palette, platformer_content
+from worldgen.content import content_report, format_content, record_streams, write_content
+from worldgen.eval import LatentCodec, Method
+from worldgen.frames import colour_recall, frequent_colours, to_model
+from worldgen.kit import GameKit, kit_for
+
+K = 4
+
+
+class Identity(nn.Module):
+    """An 'autoencoder' whose latents are the frames themselves (3, H, W)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(()))
+
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z
+
+
+class Scripted(nn.Module):
+    """A 1-step 'world' that draws a given frame sequence, one per call, whatever its context:
+    f(x, t) = cos t x - sin t sigma_d F(x / sigma_d) equals `frames[call]` for this F."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        super().__init__()
+        self.frames = to_model(frames) * 0.5  # (R, H, 3, h, w) latents in sigma_d units
+        self.calls = 0
+
+    def forward(self, x, t, context, actions, level):
+        target = self.frames[:, self.calls]
+        self.calls += 1
+        cos, sin = torch.cos(t).reshape(-1, 1, 1, 1), torch.sin(t).reshape(-1, 1, 1, 1)
+        return (cos * x * 0.5 - target) / (sin * 0.5)
+
+
+@pytest.fixture(scope="module")
+def streams():
+    seeds = list(range(1_000_000, 1_000_040))
+    return record_streams(lambda: gym.make("worldgen/Platformer-v0"), ExplorerPolicy(seed=0), seeds, 2, 140 + K)
+
+
+def test_streams_go_on_across_levels(streams):
+    assert all(len(s.frames) == 145 and len(s.actions) == 144 for s in streams)
+    assert [s.levels[0] for s in streams] == [1_000_000, 1_000_001]
+    again = record_streams(lambda: gym.make("worldgen/Platformer-v0"), ExplorerPolicy(seed=0), list(range(1_000_000, 1_000_040)), 2, 144)
+    assert all(np.array_equal(a.frames, b.frames) and a.levels == b.levels for a, b in zip(streams, again))
+    with pytest.raises(ValueError, match="need at least 3 level seeds"):
+        record_streams(lambda: gym.make("worldgen/Platformer-v0"), ExplorerPolicy(seed=0), [1, 2], 3, 10)
+
+
+def test_platformer_content_counts_what_is_drawn(streams):
+    frames = streams[0].frames
+    c = platformer_content(frames)
+    assert set(c) == {"coins", "enemies", "platform_px", "gap_columns", "texture_px", "unsupported"}
+    assert c["texture_px"].min() > 0 and c["coins"].sum() > 0
+    # An emptied level: sky above a flat strip of grass, the player standing on it.
+    empty = np.empty((3, 64, 64, 3), dtype=np.uint8)
+    empty[:] = palette.SKY
+    empty[:, 56:] = palette.GRASS
+    for f in empty:
+        f[49:56, 20:25] = palette.PLAYER
+    e = platformer_content(empty)
+    assert e["coins"].sum() == e["platform_px"].sum() == e["texture_px"].sum() == e["gap_columns"].sum() == 0
+    assert np.isnan(e["unsupported"][0]) and e["unsupported"][1:].tolist() == [0.0, 0.0]
+    # The same player held up by nothing: one row higher, no grass under its feet, still.
+    empty[:, 49:56, 20:25] = palette.SKY
+    empty[:, 44:51, 20:25] = palette.PLAYER
+    assert platformer_content(empty)["unsupported"][1:].tolist() == [1.0, 1.0]
+    # Falling past the same spot is not floating.
+    empty[2] = empty[1]
+    empty[2, 44:51, 20:25] = palette.SKY
+    empty[2, 47:54, 20:25] = palette.PLAYER
+    assert platformer_content(empty)["unsupported"][2] == 0.0
+
+
+def test_a_world_that_draws_the_real_game_scores_one_everywhere(streams, tmp_path):
+    frames = 140
+    real = np.stack([s.frames[K : K + frames] for s in streams])
+    blank = np.empty_like(real)
+    blank[:] = palette.SKY
+    codec = LatentCodec(Identity(), torch.device("cpu"))
+    methods = [Method("repeat last frame", None), Method("oracle", Scripted(real), "consistency", 1),
+               Method("empty", Scripted(blank), "consistency", 1)]
+    report = content_report(methods, streams, codec, K, 0.0, KIT.content, frames)
+    assert report["bins"] == [(1, 32), (33, 128), (129, 140)]
+    assert list(report["methods"]) == ["oracle", "empty"]
+    oracle, empty = report["methods"]["oracle"], report["methods"]["empty"]
+    scored = 0
+    for kind, ratios in oracle["ratio"].items():  # NaN only where the real game showed none
+        shown = [r > 0 for r in report["real"][kind]]
+        assert [v for v, s in zip(ratios, shown) if s] == pytest.approx([1.0] * sum(shown)), kind
+        assert all(v != v for v, s in zip(ratios, shown) if not s)
+        scored += sum(shown)
+    assert scored >= 9  # of 15: these levels show no enemies, and coins only after step 32
+    assert oracle["rate"]["unsupported"] == pytest.approx(report["real"]["unsupported"])
+    assert empty["ratio"]["platform_px"][1:] == [0.0] * 2 and empty["ratio"]["coins"][1:] == [0.0] * 2
+    assert min(empty["ratio"]["gap_columns"]) > 1  # no ground at all: every column is a gap
+    assert "unsupported" not in oracle["ratio"] and "unsupported" in format_content(report)
+    write_content(report, tmp_path)
+    json.dumps(report)  # plain JSON once the strip frames are written
+    from PIL import Image
+
+    strip = Image.open(tmp_path / "content_strip.png")
+    assert strip.size == (3 * 64 * 4, 3 * 64 * 3)  # steps 0, 30, 60, 120; real, oracle, empty
+    assert (tmp_path / "content_vs_horizon.png").stat().st_size > 0
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_colour_recall_finds_a_lost_texture(streams):
+    real = streams[0].frames[:20]
+    smoothed = real.copy()
+    dots = (real == np.array(palette.DIRT_DARK, dtype=np.uint8)).all(axis=-1)
+    smoothed[dots] = palette.DIRT  # the autoencoder's failure: dirt without its dots
+    recall = colour_recall(real, smoothed, KIT.palette)
+    assert recall["dirt_dark"] == 0.0 and recall["dirt"] == 1.0 and recall["sky"] == 1.0
+    assert np.isnan(recall["flag"]) or recall["flag"] == 1.0
+    generic = frequent_colours(real)
+    assert "#%02x%02x%02x" % palette.SKY in generic and len(generic) <= 16
+
+
+def test_games_without_a_kit_get_an_empty_one():
+    assert kit_for("envs:worldgen/Platformer-v0") is KIT
+    assert kit_for("CartPole-v1") == GameKit()

@@ -1,0 +1,58 @@
+"""Game kits: what worldgen knows of a source game beyond its Gymnasium API.
+
+A game registers its kit under its env id (the Platformer does so when `envs` is imported);
+collection, evaluation and the CLI ask `kit_for(env_id)` and name no game. A game without a
+kit still works everywhere, with random play and the generic measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+Detector = Callable[[np.ndarray], dict[str, np.ndarray]]
+"""A frame (H, W, 3) -> {sprite kind: (N, 2) centres (x, y) in pixels}."""
+Objects = dict[str, dict[int, tuple[float, float]]]
+"""The objects a frame shows, from the game's ground truth: {kind: {object id: (x, y) centre}}."""
+ContentMeasure = Callable[[np.ndarray], dict[str, np.ndarray]]
+"""Frames (T, H, W, 3) uint8 of one continuous stream -> {kind: (T,) float per frame}, NaN
+where a kind is undefined in a frame. A stream, not single frames: some measures (is the
+player falling?) need the frame before."""
+
+
+@dataclass(frozen=True)
+class ContentKit:
+    """A game's own content measures for long play (`worldgen eval`'s content section)."""
+
+    measure: ContentMeasure
+    shares: tuple[str, ...] = ()
+    """Kinds that are 0 or 1 per frame (the player held up by nothing): compared as two rates
+    side by side, not as a ratio."""
+
+
+@dataclass(frozen=True)
+class GameKit:
+    policy: Callable[[int | None], Any] | None = None
+    """seed -> a scripted player (a `worldgen.data.policies.Policy`) for collection and eval."""
+    detect: Detector | None = None
+    objects_of: Callable[[dict], Objects] | None = None
+    """A step's `info` -> the objects on screen (ground truth), to tell which objects a prompt showed."""
+    content: ContentKit | None = None
+    palette: dict[str, tuple[int, int, int]] | None = None
+    """Every colour the game draws, by name, for the autoencoder's per-colour recall (default:
+    the most frequent colours of the frames)."""
+
+
+_KITS: dict[str, GameKit] = {}
+
+
+def register_kit(env_id: str, kit: GameKit) -> None:
+    _KITS[env_id] = kit
+
+
+def kit_for(env_id: str) -> GameKit:
+    """The kit of a game (an empty one if it has none). Ids may carry the module that registers
+    the game, as world.json's `envs:worldgen/Platformer-v0` does."""
+    return _KITS.get(env_id.rpartition(":")[2], GameKit())
