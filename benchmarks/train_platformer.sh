@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Train the Platformer world end to end on this machine: data, autoencoder, teacher, sCD,
-# reward head, sCT; pack the world and evaluate every stage against the real game.
+# reward head, sCT; then the long-play fixes (the teacher and sCD trained on the world's own
+# rollouts, the autoencoder's decoder trained toward rare colours); pack the world and evaluate
+# every stage against the real game.
 # Resumable: run it again after an interruption and every stage continues from its newest
 # checkpoint (finished stages are skipped).
 #
@@ -47,6 +49,20 @@ stage teacher "$TEACHER_STEPS" teacher --preset "$TEACHER_PRESET"
 stage scd 1000 scm --mode scd
 stage reward 2000 reward --preset small
 stage sct 2000 scm --mode sct
-$WG pack --runs "$RUNS" --dynamics scd --data "$DATA" --out "$RUNS/world"  # the teacher goes in too, for eval and bench
-$WG eval --world "$RUNS/world" --method "sct 2-step=$RUNS/sct/export:2" --seeds 16 --horizons 1,8,32,128 --out "$RUNS/eval"
+
+# Long play: the shipped world's fine-tunes ran on the first 150 episodes of the same collection.
+OWN_DATA=${OWN_DATA:-data/platformer_own}
+[ -f "$OWN_DATA/manifest.json" ] || $WG collect --env worldgen/Platformer-v0 --episodes 150 --out "$OWN_DATA" --policy explore --seed 0
+own_stage() {  # like `stage`, on OWN_DATA, the configs' paths pointed at this run's exports
+  DATA="$OWN_DATA" stage "$@"
+}
+own_stage teacher_own 800 teacher --config benchmarks/configs/teacher_own.toml --set "init=$RUNS/teacher/export" \
+  --set "ae=$RUNS/ae/export" --set "own.generator=$RUNS/scd/export"
+own_stage scd_own 700 scm --mode scd --config benchmarks/configs/scd_own.toml --set "ae=$RUNS/ae/export" \
+  --set "teacher=$RUNS/teacher_own/export"
+own_stage ae_decoder 1000 ae --config benchmarks/configs/ae_decoder.toml --set "init=$RUNS/ae/export"
+
+$WG pack --runs "$RUNS" --ae ae_decoder --dynamics scd_own --teacher teacher_own --data "$DATA" --out "$RUNS/world"
+$WG eval --world "$RUNS/world" --method "first world 2-step=$RUNS/scd/export:2" --method "sct 2-step=$RUNS/sct/export:2" \
+  --seeds 16 --horizons 1,8,32,128 --out "$RUNS/eval"
 $WG bench --world "$RUNS/world" --json "$RUNS/bench.json"

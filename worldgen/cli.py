@@ -163,7 +163,7 @@ def _pack(args: argparse.Namespace) -> int:
     spec = spec_for(dynamics, manifest, source, args.name or runs.name)
     card = args.card.read_text() if args.card else None
     teacher = runs / args.teacher / "export" if args.teacher else None
-    out = pack_world(args.out, spec, runs / "ae" / "export", dynamics, runs / args.reward / "export", card, teacher)
+    out = pack_world(args.out, spec, runs / args.ae / "export", dynamics, runs / args.reward / "export", card, teacher)
     print(f"packed {spec.name} ({args.dynamics}, {spec.sampler} sampler) into {out}")
     return 0
 
@@ -195,7 +195,8 @@ def _eval(args: argparse.Namespace) -> int:
     teacher_path = None if args.no_teacher else args.teacher or teacher_of(world.folder)
     if teacher_path:
         teacher = for_inference(load_dynamics(teacher_path, world.device)[0])
-        methods += [Method("teacher 1-step mean", teacher, "ode", 1), Method("teacher 32 steps", teacher, "ode", 32)]
+        methods += [Method("teacher 1-step mean", teacher, "ode", 1),
+                    Method(f"teacher {args.teacher_steps} steps", teacher, "ode", args.teacher_steps)]
     for item in args.method:
         name, _, rest = item.partition("=")
         path, _, steps = rest.partition(":")
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, required=True, help="folder with ae/, reward/ and the dynamics run")
     p.add_argument("--dynamics", default="scd", help="which run is the world's dynamics: scd, sct or teacher")
     p.add_argument("--reward", default="reward", help="which run is the world's reward head")
+    p.add_argument("--ae", default="ae", help="which run is the world's autoencoder")
     p.add_argument("--data", type=Path, required=True, help="the training dataset (action names, frame size, source game)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default=None)
@@ -330,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", default="platformer")
     p.add_argument("--teacher", type=Path, default=None, help="a teacher export: adds its 1-step mean and 32 steps (default: the world's own)")
     p.add_argument("--no-teacher", action="store_true", help="leave the teacher out (its 32 steps cost the most)")
+    p.add_argument("--teacher-steps", type=int, default=32, help="the teacher's ODE steps (besides its 1-step mean)")
     p.add_argument("--method", action="append", default=[], metavar="NAME=EXPORT[:STEPS]", help="another dynamics export to compare")
     p.add_argument("--data", type=Path, default=None, help="the training dataset, whose level seeds are left out (besides those world.json lists)")
     p.add_argument("--seeds", type=int, default=16, help="how many unseen level seeds")
