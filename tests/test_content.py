@@ -136,3 +136,23 @@ def test_colour_recall_finds_a_lost_texture(streams):
 def test_games_without_a_kit_get_an_empty_one():
     assert kit_for("envs:worldgen/Platformer-v0") is KIT
     assert kit_for("CartPole-v1") == GameKit()
+
+
+class CopyLast(nn.Module):
+    """A 1-step world that draws its (possibly noised) last context frame again."""
+
+    def forward(self, x, t, context, actions, level):
+        cos, sin = torch.cos(t).reshape(-1, 1, 1, 1), torch.sin(t).reshape(-1, 1, 1, 1)
+        return (cos * x * 0.5 - context[:, -1]) / (sin * 0.5)
+
+
+def test_a_method_can_play_at_its_own_context_noise(streams):
+    from worldgen.eval import generate
+
+    codec = LatentCodec(Identity(), torch.device("cpu"))
+    context = codec.encode(streams[0].frames[:K])[None]  # (1, K, 3, 64, 64)
+    actions = torch.zeros(1, K + 2, dtype=torch.long)
+    clean = generate(Method("world", CopyLast(), "consistency", 1), context, actions, codec, 0.0)
+    assert np.array_equal(clean[0, 0], streams[0].frames[K - 1])
+    noisy = generate(Method("noisier", CopyLast(), "consistency", 1, context_noise=0.5), context, actions, codec, 0.0)
+    assert np.abs(noisy[0, 0].astype(int) - streams[0].frames[K - 1]).mean() > 10

@@ -199,9 +199,11 @@ def _eval(args: argparse.Namespace) -> int:
                     Method(f"teacher {args.teacher_steps} steps", teacher, "ode", args.teacher_steps)]
     for item in args.method:
         name, _, rest = item.partition("=")
+        rest, _, noise = rest.partition("@")
         path, _, steps = rest.partition(":")
         net, config = load_dynamics(Path(path), world.device)
-        methods.append(Method(name, for_inference(net), config["sampler"], int(steps or (2 if config["sampler"] == "consistency" else 32))))
+        methods.append(Method(name, for_inference(net), config["sampler"], int(steps or (2 if config["sampler"] == "consistency" else 32)),
+                              float(noise) if noise else None))
     used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
     seeds = args.seed_list or held_out_seeds(args.seeds, used)
     kit = kit_for(spec.source_env)
@@ -333,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", type=Path, default=None, help="a teacher export: adds its 1-step mean and 32 steps (default: the world's own)")
     p.add_argument("--no-teacher", action="store_true", help="leave the teacher out (its 32 steps cost the most)")
     p.add_argument("--teacher-steps", type=int, default=32, help="the teacher's ODE steps (besides its 1-step mean)")
-    p.add_argument("--method", action="append", default=[], metavar="NAME=EXPORT[:STEPS]", help="another dynamics export to compare")
+    p.add_argument("--method", action="append", default=[], metavar="NAME=EXPORT[:STEPS][@NOISE]",
+                   help="another dynamics export to compare, at STEPS sampling steps and context noise NOISE at play (default: the world's)")
     p.add_argument("--data", type=Path, default=None, help="the training dataset, whose level seeds are left out (besides those world.json lists)")
     p.add_argument("--seeds", type=int, default=16, help="how many unseen level seeds")
     p.add_argument("--seed-list", type=int, nargs="+", default=None)

@@ -101,6 +101,11 @@ class Method:
     net: torch.nn.Module | None
     sampler: str = "consistency"
     steps: int = 2
+    context_noise: float | None = None
+    """Context noise at play for this method (None: the world's)."""
+
+    def noise(self, default: float) -> float:
+        return default if self.context_noise is None else self.context_noise
 
 
 class LatentCodec:
@@ -166,7 +171,7 @@ def predict_windows(method: Method, w: Windows, codec: LatentCodec, context_nois
         return None
     g = torch.Generator(codec.device).manual_seed(seed)
     return torch.cat([
-        predict_next(method.net, c, a, method.sampler, method.steps, context_noise, g)
+        predict_next(method.net, c, a, method.sampler, method.steps, method.noise(context_noise), g)
         for c, a in zip(w.context.split(256), w.actions.split(256))
     ])
 
@@ -227,7 +232,7 @@ def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec
     g = torch.Generator(codec.device).manual_seed(seed)
     frames = []
     for i in range(actions.shape[1] - k + 1):
-        nxt = predict_next(method.net, context, actions[:, i : i + k], method.sampler, method.steps, context_noise, g)
+        nxt = predict_next(method.net, context, actions[:, i : i + k], method.sampler, method.steps, method.noise(context_noise), g)
         frames.append(codec.decode(nxt))
         context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
     return np.stack(frames, axis=1)
