@@ -142,6 +142,14 @@ def test_cli_pack_and_eval_write_a_report(tiny_world, tiny_world_runs, tiny_data
                  "--content-frames", "0"]) == 0
     report = json.loads((lean / "report.json").read_text())
     assert {"repeat last frame", "world 2-step", "world 1-step"} == set(report["methods"]) and "content" not in report
+    only = tmp_path / "only"
+    assert main(["eval", "--world", str(world), "--no-teacher", "--seeds", "1", "--out", str(only), "--content-only",
+                 "--content-frames", "40", "--content-streams", "2"]) == 0
+    again = json.loads((only / "report.json").read_text())
+    assert again["methods"] == {} and set(again["content"]["methods"]) == {"world 2-step", "world 1-step"}
+    assert not (only / "psnr_vs_horizon.png").exists()
+    # The same --seeds give the same streams as the full run: the same real rates.
+    assert again["content"]["real"] == content["real"]
 
 
 def test_event_scores_count_hits_and_say_nan_when_there_is_nothing_to_score():

@@ -213,8 +213,11 @@ def _eval(args: argparse.Namespace) -> int:
     longest = max(horizons + [16])  # 16: the longer controllability horizon
     refs = record_references(lambda: gym.make(spec.source_env), policy, seeds, longest + spec.context + args.extra_steps, kit.objects_of)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    report = evaluate(methods, refs, codec, spec.context, spec.context_noise, horizons, kit.detect,
-                      len(spec.action_meanings), reward_head=world.reward_head, log=log)
+    if args.content_only:
+        report: dict = {"horizons": [], "methods": {}}
+    else:
+        report = evaluate(methods, refs, codec, spec.context, spec.context_noise, horizons, kit.detect,
+                          len(spec.action_meanings), reward_head=world.reward_head, log=log)
     report["autoencoder"] = autoencoder_report(codec, refs, kit.detect, kit.palette)
     report["seeds"] = seeds
     report["world"] = str(args.world)
@@ -227,14 +230,15 @@ def _eval(args: argparse.Namespace) -> int:
                                            args.content_frames, log=log)
         write_content(report["content"], args.out)
     write_report(report, args.out)
-    print(format_table(report))
+    if not args.content_only:
+        print(format_table(report))
     ae = report["autoencoder"]
     print(f"\nautoencoder on these frames: PSNR {ae['psnr']:.2f} dB" + (
         f", coins kept {100 * ae['coins_kept']:.1f}%, enemies kept {100 * ae['enemies_kept']:.1f}%" if kit.detect else ""))
     print("per-colour pixel recall: " + ", ".join(f"{name} {100 * v:.1f}%" for name, v in ae["colour_recall"].items()))
     if "content" in report:
         print("\ncontent over long play (world's rate / real game's):\n" + format_content(report["content"]))
-    print(f"wrote {args.out}/report.json, psnr_vs_horizon.png, real_vs_generated.png"
+    print(f"wrote {args.out}/report.json" + ("" if args.content_only else ", psnr_vs_horizon.png, real_vs_generated.png")
           + (", content_vs_horizon.png, content_strip.png" if "content" in report else ""))
     return 0
 
@@ -345,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-frames", type=int, default=1000,
                    help="length of the long-play content rollouts (0: skip the content section)")
     p.add_argument("--content-streams", type=int, default=16, help="how many long-play rollouts, each from its own unseen level")
+    p.add_argument("--content-only", action="store_true",
+                   help="only the content section and the autoencoder's report (with the same --seeds, the same streams)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=_eval)

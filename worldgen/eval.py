@@ -387,6 +387,8 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
     pictures = report.pop("_pictures", {})
     data = json.dumps(report, indent=1).encode()
     write_atomic(out / "report.json", lambda f: f.write(data))
+    if not report["methods"]:
+        return
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for name, row in report["methods"].items():
         curve = row["psnr_curve"]
