@@ -13,7 +13,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
+from tqdm import tqdm
 
 import envs  # noqa: F401
 
@@ -57,6 +59,21 @@ class SB3Adapter(VecEnv):
         return [False] * self.num_envs
 
 
+class Progress(BaseCallback):
+    """A tqdm bar over the training steps (the run takes minutes on a CPU)."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.bar = tqdm(total=total, desc="PPO in the world", unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
 def score_in_real_game(model, episodes: int = 5) -> float:
     env = gym.make("worldgen/Platformer-v0")
     returns = []
@@ -85,6 +102,6 @@ if __name__ == "__main__":
                         world=args.world, max_episode_steps=300, autoreset_mode="same_step")
     model = PPO("CnnPolicy", SB3Adapter(venv), n_steps=args.n_steps, batch_size=min(256, args.n_steps * args.num_envs), verbose=0)
     before = score_in_real_game(model, args.eval_episodes)
-    model.learn(total_timesteps=args.timesteps)
+    model.learn(total_timesteps=args.timesteps, callback=Progress(args.timesteps))
     after = score_in_real_game(model, args.eval_episodes)
     print(f"real-game return of the agent: {before:.2f} before, {after:.2f} after {args.timesteps} steps in the world")

@@ -21,6 +21,9 @@ def _prompt(options: dict[str, Any] | None, rng: np.random.Generator) -> tuple[A
     """(prompt, prompt actions, noise seed) for a reset: the caller's prompt, or a random level
     of the source game, drawn from the env's generator so `reset(seed=...)` decides everything."""
     options = options or {}
+    unknown = set(options) - {"prompt", "prompt_actions"}
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; a world env takes prompt and prompt_actions")
     level = int(rng.integers(_LEVEL_SEEDS))
     noise = int(rng.integers(_LEVEL_SEEDS))
     prompt = options.get("prompt", level)
@@ -96,9 +99,9 @@ class WorldEnv(FrameEnv):
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._frame is None:
             raise RuntimeError("Call reset() before step().")
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be an integer in [0, {self.action_space.n}) ({', '.join(self.get_action_meanings())}), got {action!r}")
-        result = self.world.step([int(action)])
+        if np.ndim(action) != 0:
+            raise ValueError(f"a single env takes one action, got {action!r}")
+        result = self.world.step(self.world.parse_actions(action))
         self._frame = result.frames[0]
         if self.render_mode == "human":
             self.render()
@@ -163,7 +166,9 @@ class WorldVectorEnv(VectorEnv):
         self._frames[i] = self.world.reset(prompt, actions, seed=noise, worlds=[i])[0]
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        actions = self.world.parse_actions(actions)
+        if len(actions) != self.num_envs:
+            raise ValueError(f"step takes one action per env ({self.num_envs}), got {len(actions)}")
         # Worlds that ended last step restart now; their action is ignored (any valid one stands in).
         result = self.world.step(np.where(self._needs_reset, 0, actions))
         rewards = result.rewards.astype(np.float64)

@@ -115,8 +115,12 @@ def test_a_world_that_draws_the_real_game_scores_one_everywhere(streams, tmp_pat
     json.dumps(report)  # plain JSON once the strip frames are written
     from PIL import Image
 
-    strip = Image.open(tmp_path / "content_strip.png")
-    assert strip.size == (3 * 64 * 4, 3 * 64 * 3)  # steps 0, 30, 60, 120; real, oracle, empty
+    strip = np.asarray(Image.open(tmp_path / "content_strip.png"))
+    tiles = strip[-3 * 64 * 3:, -3 * 64 * 4:]  # steps 0, 30, 60, 120; real, oracle, empty; labels above and left
+    assert strip.shape[0] > tiles.shape[0] and strip.shape[1] > tiles.shape[1]
+    assert np.array_equal(tiles[3 * 64: 6 * 64: 3, 3 * 64: 6 * 64: 3], real[0, 29])  # the oracle at frame 30
+    assert np.array_equal(tiles[6 * 64:: 3, :3 * 64: 3], streams[0].frames[K - 1])  # every row starts from the prompt
+    assert (strip[: strip.shape[0] - tiles.shape[0]] < 128).any() and (strip[:, : strip.shape[1] - tiles.shape[1]] < 128).any()
     assert (tmp_path / "content_vs_horizon.png").stat().st_size > 0
     assert not list(tmp_path.glob("*.tmp*"))
 

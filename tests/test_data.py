@@ -32,7 +32,7 @@ def test_collect_writes_shards_and_manifest(platformer_data):
     assert manifest["frame_shape"] == [64, 64, 3]
     assert manifest["episodes"] == 4 == len(list(platformer_data.glob("ep-*.npz")))
     assert manifest["frames"] == sum(s["frames"] for s in manifest["shards"])
-    assert not list(platformer_data.glob(".*")), "no temporary files left"
+    assert [p.name for p in platformer_data.glob(".*")] == [".lock"], "no temporary files left"
 
 
 def test_recorded_episodes_replay_exactly_in_the_real_game(platformer_data):
@@ -75,7 +75,7 @@ def test_interrupted_collect_keeps_finished_episodes_and_no_partial_file(tmp_pat
         collect(PLATFORMER, out, 1000, Interrupt(6, seed=0), "random", seed=0, progress=False)
     data = EpisodeDataset(out)
     assert len(data) >= 1
-    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json", *data.files])
+    assert sorted(p.name for p in out.iterdir()) == sorted([".lock", "manifest.json", *data.files])
     for shard in data.shards:
         assert len(shard.frames()) == shard.num_frames
 

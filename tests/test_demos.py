@@ -50,3 +50,12 @@ def test_compare_strip_demo(tiny_world, tmp_path):
     with Image.open(gif) as animation:
         assert animation.n_frames == 25
         assert animation.size == ((2 * 64 + 2) * 3, 64 * 3)
+
+
+def test_play_platformer_demo_starts_and_plays(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "demos/play_platformer.py"), "--frames", "5", "--seed", "2"],
+        check=True, cwd=ROOT, env={**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"},
+        capture_output=True, text=True,
+    )
+    assert "played 5 frames" in result.stdout

@@ -164,3 +164,29 @@ def test_event_scores_count_hits_and_say_nan_when_there_is_nothing_to_score():
     assert wrong_sign["reward_precision"] == wrong_sign["reward_recall"] == 0.0
     quiet = event_scores(np.zeros(5), np.zeros(5), np.zeros(5, bool), np.zeros(5, bool))
     assert all(np.isnan(quiet[k]) for k in ("reward_precision", "reward_recall", "termination_precision", "termination_recall"))
+
+
+def test_labelled_grid_names_its_rows_and_columns():
+    from worldgen.frames import labelled_grid
+
+    row = np.full((8, 16, 3), 200, np.uint8)
+    picture = labelled_grid([("real game", row), ("world 2-step", row)], ["frame 1", "frame 8"], scale=2)
+    h, w = 2 * 8 * 2, 16 * 2
+    assert picture.shape[0] > h and picture.shape[1] > w
+    assert (picture[-h:, -w:] == 200).all(), "the frames, enlarged, fill the bottom right"
+    assert (picture[:, :-w] < 100).any() and (picture[:-h] < 100).any(), "dark label text on the left and above"
+
+
+def test_autoencoder_report_says_nan_for_a_kind_the_frames_never_show():
+    from worldgen.eval import LatentCodec, autoencoder_report
+
+    class Identity(torch.nn.Module):
+        def encode(self, x):
+            return x
+
+        def decode(self, z):
+            return z
+
+    coins_only = lambda frame: {"coins": np.array([[10.0, 10.0]]), "enemies": np.zeros((0, 2))}  # noqa: E731
+    report = autoencoder_report(LatentCodec(Identity(), torch.device("cpu")), refs(1, 8), coins_only)
+    assert report["coins_kept"] == 1.0 and np.isnan(report["enemies_kept"])

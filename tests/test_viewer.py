@@ -36,7 +36,7 @@ def test_viewer_plays_scripted_keys_and_records_a_replayable_clip(tiny_world, tm
 
     monkeypatch.setattr(viewer_module, "write_video", capture)
     held = set()
-    monkeypatch.setattr(Viewer, "_held", staticmethod(lambda pg, name: name in held))
+    monkeypatch.setattr(viewer_module, "held_keys", lambda pg: set(held))
 
     def script(frame):
         if frame == 2:
@@ -82,3 +82,23 @@ def test_viewer_compares_with_the_real_game(tiny_world):
     v = Viewer(world, seed=1, compare_env=lambda: gym.make("worldgen/Platformer-v0"), fps=60)
     stats = v.run(max_frames=6, script=lambda f: [key(pygame.K_g)] if f == 4 else [])
     assert stats.frames == 6
+
+
+def test_the_real_pane_says_when_its_episode_ends(tiny_world, monkeypatch):
+    import gymnasium as gym
+
+    drawn = []
+    real_render = pygame.font.Font.render
+
+    class Font(pygame.font.Font):
+        def render(self, text, *args):
+            drawn.append(text)
+            return real_render(self, text, *args)
+
+    monkeypatch.setattr(pygame.font, "Font", Font)
+    world = World(tiny_world)
+    short = lambda: gym.make("worldgen/Platformer-v0", max_episode_steps=3)  # noqa: E731
+    Viewer(world, seed=1, compare_env=short, fps=60).run(max_frames=2)
+    assert "real game: episode over" not in drawn
+    Viewer(world, seed=1, compare_env=short, fps=60).run(max_frames=6)
+    assert "real game: episode over" in drawn and any("real game ended, R restarts" in t for t in drawn)

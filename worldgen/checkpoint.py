@@ -66,13 +66,44 @@ def load_weights(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
 def load_module(
     folder: Path, kinds: tuple[str, ...], build: Callable[[dict[str, Any]], torch.nn.Module], device: torch.device | str = "cpu"
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """An exported module in eval mode, and its config; `build` makes the bare module from the config."""
+    """An exported module in eval mode, and its config; `build` makes the bare module from the config.
+
+    The module is first built on the meta device (no memory) and checked against the file, so a
+    config of absurd sizes or weights of the wrong shape, type or value give an error, not an
+    allocation of hundreds of GB or a world that draws garbage.
+    """
     tensors, config = load_weights(folder)
-    if config.get("kind") not in kinds:
-        raise CheckpointError(f"{folder}: expected a {' or '.join(kinds)} export, found kind {config.get('kind')!r}")
+    if not isinstance(config, dict) or config.get("kind") not in kinds:
+        kind = config.get("kind") if isinstance(config, dict) else None
+        raise CheckpointError(f"{folder}: expected a {' or '.join(kinds)} export, found kind {kind!r}")
+    try:
+        with torch.device("meta"):
+            expected = build(config).state_dict()
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise CheckpointError(f"{Path(folder) / CONFIG}: invalid model config {config.get('model')!r} ({type(e).__name__}: {e})") from None
+    problems = _weight_problems(expected, tensors)
+    if problems:
+        raise CheckpointError(f"{Path(folder) / WEIGHTS} does not fit {Path(folder) / CONFIG}: " + "; ".join(problems[:5])
+                              + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""))
     module = build(config)
     module.load_state_dict(tensors)
     return module.to(device).eval(), config
+
+
+def _weight_problems(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> list[str]:
+    """Missing, unexpected, mis-shaped, mis-typed or non-finite weights."""
+    problems = [f"missing {k}" for k in expected if k not in found] + [f"unexpected {k}" for k in found if k not in expected]
+    for key, want in expected.items():
+        have = found.get(key)
+        if have is None:
+            continue
+        if have.shape != want.shape:
+            problems.append(f"{key} has shape {tuple(have.shape)}, expected {tuple(want.shape)}")
+        elif want.dtype.is_floating_point and not have.dtype.is_floating_point:
+            problems.append(f"{key} holds {have.dtype} values, expected floating point")
+        elif have.dtype.is_floating_point and not torch.isfinite(have).all():
+            problems.append(f"{key} holds NaN or infinite values")
+    return problems
 
 
 def save_state(run: Path, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep: int) -> Path:

@@ -17,6 +17,30 @@ EXAMPLES = """examples:
 """
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _outputs_free(outputs: list[Path], inputs: list[Path], force: bool) -> None:
+    """Refuse to write over an input, ever, or over an existing file without --force; make the
+    outputs' folders."""
+    taken = {p.resolve() for p in inputs if p.exists()}
+    for out in outputs:
+        if out.resolve() in taken:
+            raise ValueError(f"{out} is also an input of this command; write the output elsewhere")
+        if out.exists() and not force:
+            raise ValueError(f"{out} exists; pass --force to replace it, or choose another output")
+    for out in outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+
+
 def _collect(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (registers the built-in games)
     from worldgen.data.collect import collect
@@ -38,7 +62,7 @@ def _collect(args: argparse.Namespace) -> int:
     )
     print(
         f"recorded {result.episodes} episodes, {result.frames} frames in {result.seconds:.1f} s "
-        f"({result.frames_per_second:.0f} frames/s) into {args.out}"
+        f"({result.frames_per_second:.0f} frames/s) into {args.out} (env seed {result.seed})"
     )
     return 0
 
@@ -46,7 +70,10 @@ def _collect(args: argparse.Namespace) -> int:
 def _data_info(args: argparse.Namespace) -> int:
     from worldgen.data.dataset import EpisodeDataset
 
-    print(EpisodeDataset(args.dir).info().summary())
+    dataset = EpisodeDataset(args.dir)
+    if not args.quick:
+        dataset.verify()
+    print(dataset.info().summary() + ("" if args.quick else "\nverified:    every shard reads back intact"))
     return 0
 
 
@@ -80,12 +107,10 @@ def _play(args: argparse.Namespace) -> int:
         print("error: no display to open a window on; record headless instead: worldgen record --world "
               f"{args.world} --frames 300 -o clip.mp4", file=sys.stderr)
         return 2
-    world = World(args.world, sampling_steps=args.steps, compile=args.compile)
+    world = World(args.world, sampling_steps=args.steps, compile=args.compile, trusted_modules=args.trust_module)
     compare = None
     if args.compare:
-        import gymnasium as gym
-
-        compare = lambda: gym.make(world.spec.source_env)  # noqa: E731
+        compare = world.make_source
     viewer = Viewer(world, prompt=args.prompt, scale=args.scale, compare_env=compare, clip_dir=args.clips, seed=args.seed)
     try:
         stats = viewer.run()
@@ -103,14 +128,17 @@ def _record(args: argparse.Namespace) -> int:
     from worldgen.record import Clip, make_policy, record_clip, write_video
     from worldgen.world import World
 
-    world = World(args.world, sampling_steps=args.steps)
+    sidecar = args.output.with_suffix(".json")
+    inputs = [Path(args.policy)] + ([Path(args.prompt)] if args.prompt is not None else [])
+    _outputs_free([args.output, sidecar], inputs, args.force)
+    world = World(args.world, sampling_steps=args.steps, trusted_modules=args.trust_module)
     prompt = args.prompt if args.prompt is not None else args.seed
     clip = Clip(world=str(args.world), seed=args.seed, sampling_steps=world.sampling_steps, prompt=prompt, fps=world.spec.fps)
-    policy = make_policy(args.policy, len(world.action_meanings), args.seed)
+    policy = make_policy(args.policy, len(world.action_meanings), args.seed, trust_agent=args.trust_agent)
     frames = record_clip(world, clip, args.frames, policy)
     write_video(args.output, frames, clip.fps, args.scale)
-    clip.save(args.output.with_suffix(".json"))
-    print(f"wrote {args.output} ({len(frames)} frames) and {args.output.with_suffix('.json')}")
+    clip.save(sidecar)
+    print(f"wrote {args.output} ({len(frames)} frames) and {sidecar}")
     return 0
 
 
@@ -120,8 +148,9 @@ def _replay(args: argparse.Namespace) -> int:
     from worldgen.world import World
 
     clip = Clip.load(args.clip)
-    frames = replay_clip(World(clip.world), clip)
     out = args.output or args.clip.with_suffix(".replay.mp4")
+    _outputs_free([out], [args.clip], args.force)
+    frames = replay_clip(World(clip.world, trusted_modules=args.trust_module), clip)
     write_video(out, frames, clip.fps, args.scale)
     print(f"wrote {out} ({len(frames)} frames)")
     return 0
@@ -169,7 +198,6 @@ def _pack(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import gymnasium as gym
     import torch
 
     import envs  # noqa: F401
@@ -184,7 +212,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    world = World(args.world)
+    world = World(args.world, trusted_modules=args.trust_module)
     spec = world.spec
     codec = LatentCodec(world.ae, world.device)
     methods = [Method("repeat last frame", None)]
@@ -211,7 +239,7 @@ def _eval(args: argparse.Namespace) -> int:
     policy = new_policy(0)
     horizons = [int(h) for h in args.horizons.split(",")]
     longest = max(horizons + [16])  # 16: the longer controllability horizon
-    refs = record_references(lambda: gym.make(spec.source_env), policy, seeds, longest + spec.context + args.extra_steps, kit.objects_of)
+    refs = record_references(world.make_source, policy, seeds, longest + spec.context + args.extra_steps, kit.objects_of)
     log = lambda line: print(line, flush=True)  # noqa: E731
     if args.content_only:
         report: dict = {"horizons": [], "methods": {}}
@@ -224,7 +252,7 @@ def _eval(args: argparse.Namespace) -> int:
     if kit.content is not None and args.content_frames > 0:
         # Streams of their own levels: after the table's seeds, unseen too.
         stream_seeds = held_out_seeds(len(seeds) + args.content_streams * 8, used)[len(seeds):]
-        streams = record_streams(lambda: gym.make(spec.source_env), new_policy(1), stream_seeds,
+        streams = record_streams(world.make_source, new_policy(1), stream_seeds,
                                  args.content_streams, args.content_frames + spec.context)
         report["content"] = content_report(methods, streams, codec, spec.context, spec.context_noise, kit.content,
                                            args.content_frames, log=log)
@@ -233,14 +261,21 @@ def _eval(args: argparse.Namespace) -> int:
     if not args.content_only:
         print(format_table(report))
     ae = report["autoencoder"]
-    print(f"\nautoencoder on these frames: PSNR {ae['psnr']:.2f} dB" + (
-        f", coins kept {100 * ae['coins_kept']:.1f}%, enemies kept {100 * ae['enemies_kept']:.1f}%" if kit.detect else ""))
+    kept = lambda kind: "n/a (none in these frames)" if ae[f"{kind}_kept"] != ae[f"{kind}_kept"] else f"{100 * ae[f'{kind}_kept']:.1f}%"  # noqa: E731
+    print(f"\nautoencoder on these frames: PSNR {ae['psnr']:.2f} dB"
+          + (f", coins kept {kept('coins')}, enemies kept {kept('enemies')}" if kit.detect else ""))
     print("per-colour pixel recall: " + ", ".join(f"{name} {100 * v:.1f}%" for name, v in ae["colour_recall"].items()))
     if "content" in report:
         print("\ncontent over long play (world's rate / real game's):\n" + format_content(report["content"]))
     print(f"wrote {args.out}/report.json" + ("" if args.content_only else ", psnr_vs_horizon.png, real_vs_generated.png")
           + (", content_vs_horizon.png, content_strip.png" if "content" in report else ""))
     return 0
+
+
+def _trust_module_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
+                   help="a Python module the world's source_env may name (worldgen never imports a module a world names "
+                        "unless you list it here: it would run that module's code)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,23 +325,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="level seed of the source game and noise seed")
     p.add_argument("--clips", type=Path, default=Path("clips"), help="where F5 writes clips")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks: faster frames after a minute's compile")
+    _trust_module_arg(p)
     p.set_defaults(run=_play)
 
     p = sub.add_parser("record", help="record a clip of a generated world headless (mp4 or gif + actions JSON)")
     p.add_argument("--world", default="platformer")
-    p.add_argument("--policy", default="random", help="random, ACTIONS.json (a list or a clip) or a stable-baselines3 agent .zip")
-    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--policy", default="random",
+                   help="random, ACTIONS.json (a list or a clip) or a stable-baselines3 agent .zip (with --trust-agent)")
+    p.add_argument("--trust-agent", action="store_true",
+                   help="allow an agent .zip: stable-baselines3 zips hold pickled Python objects, which run code when "
+                        "loaded, so load only agents you trust")
+    p.add_argument("--frames", type=_positive, default=300)
     p.add_argument("--prompt", default=None, help="an image file to start from (default: level --seed of the source game)")
     p.add_argument("--steps", type=int, choices=[1, 2], default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=int, default=4, help="video pixels per frame pixel")
+    p.add_argument("--scale", type=_positive, default=4, help="video pixels per frame pixel")
     p.add_argument("-o", "--output", type=Path, required=True, help="clip.mp4 or clip.gif (the actions go to clip.json)")
+    p.add_argument("--force", action="store_true", help="replace an existing output (never an input)")
+    _trust_module_arg(p)
     p.set_defaults(run=_record)
 
     p = sub.add_parser("replay", help="redraw a recorded clip frame for frame from its JSON")
     p.add_argument("clip", type=Path, help="the clip's JSON")
     p.add_argument("-o", "--output", type=Path, default=None, help="video to write (default: CLIP.replay.mp4)")
-    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--scale", type=_positive, default=4)
+    p.add_argument("--force", action="store_true", help="replace an existing output (never the clip)")
+    _trust_module_arg(p)
     p.set_defaults(run=_replay)
 
     p = sub.add_parser("bench", help="how fast a world runs: frames/s, throughput, ms per model call (CPU, and CUDA when present)")
@@ -353,11 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the content section and the autoencoder's report (with the same --seeds, the same streams)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    _trust_module_arg(p)
     p.set_defaults(run=_eval)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("info", help="episodes, frames, action histogram and size of a dataset")
+    p = data.add_parser("info", help="episodes, frames, action histogram and size of a dataset; checks every shard")
     p.add_argument("dir", type=Path)
+    p.add_argument("--quick", action="store_true", help="skip reading every frame back (the CRC check)")
     p.set_defaults(run=_data_info)
     return parser
 

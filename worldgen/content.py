@@ -19,6 +19,7 @@ import torch
 
 from worldgen.data.storage import atomic_path
 from worldgen.eval import LatentCodec, Method, generate
+from worldgen.frames import labelled_grid
 from worldgen.kit import ContentKit
 
 BINS = ((1, 32), (33, 128), (129, 512), (513, 900), (901, 1000))
@@ -189,7 +190,7 @@ def write_content(report: dict[str, Any], out: Path, scale: int = 3) -> None:
     with atomic_path(out / "content_vs_horizon.png", ".png") as tmp:
         fig.savefig(tmp)
     plt.close(fig)
-    rows = np.concatenate(list(strip.values()), axis=0)
+    picture = labelled_grid(list(strip.items()), [f"frame {s}" for s in steps], scale)
     with atomic_path(out / "content_strip.png", ".png") as tmp:
-        Image.fromarray(rows).resize((rows.shape[1] * scale, rows.shape[0] * scale), Image.NEAREST).save(tmp)
+        Image.fromarray(picture).save(tmp)
     report["strip"] = {"steps": steps, "rows": list(strip)}

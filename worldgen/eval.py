@@ -24,9 +24,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from worldgen.data.storage import atomic_path, write_atomic
-from worldgen.frames import colour_recall, frequent_colours, mse, psnr_from_mse, ssim, to_model, to_uint8
+from worldgen.frames import colour_recall, frequent_colours, labelled_grid, mse, psnr_from_mse, ssim, to_model, to_uint8
 from worldgen.kit import Detector, Objects
 from worldgen.rollout import predict_next, predict_reward
 from worldgen.scm import SIGMA_D
@@ -231,7 +232,7 @@ def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec
     k = context.shape[1]
     g = torch.Generator(codec.device).manual_seed(seed)
     frames = []
-    for i in range(actions.shape[1] - k + 1):
+    for i in tqdm(range(actions.shape[1] - k + 1), desc=method.name, unit="frame", leave=False):
         nxt = predict_next(method.net, context, actions[:, i : i + k], method.sampler, method.steps, method.noise(context_noise), g)
         frames.append(codec.decode(nxt))
         context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
@@ -407,12 +408,12 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
         steps = [s for s in grid_steps if s <= first.real.shape[1]]
         rows = []
         for i in range(min(grid_rows, first.real.shape[0])):
-            rows.append(np.concatenate([first.real[i, s - 1] for s in steps], axis=1))
-            for r in pictures.values():
-                rows.append(np.concatenate([r.generated[i, s - 1] for s in steps], axis=1))
-        grid = np.concatenate(rows, axis=0)
+            rows.append((f"real game, level {i + 1}", np.concatenate([first.real[i, s - 1] for s in steps], axis=1)))
+            for name, r in pictures.items():
+                rows.append((name, np.concatenate([r.generated[i, s - 1] for s in steps], axis=1)))
+        picture = labelled_grid(rows, [f"frame {s}" for s in steps])
         with atomic_path(out / "real_vs_generated.png", ".png") as tmp:
-            Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(tmp)
+            Image.fromarray(picture).save(tmp)
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -460,5 +461,5 @@ def autoencoder_report(codec: LatentCodec, refs: list[Reference], detect: Detect
             for kind in kept:
                 kept[kind][0] += match_objects(a[kind], b[kind], 2.0)[0]
                 kept[kind][1] += len(a[kind])
-        out.update({f"{kind}_kept": n / max(total, 1) for kind, (n, total) in kept.items()})
+        out.update({f"{kind}_kept": n / total if total else float("nan") for kind, (n, total) in kept.items()})
     return out

@@ -90,3 +90,25 @@ def colour_recall(real: np.ndarray, recon: np.ndarray, palette: dict[str, tuple[
         drawn = truth == i
         out[name] = float((nearest[drawn] == i).mean()) if drawn.any() else float("nan")
     return out
+
+
+def labelled_grid(rows: list[tuple[str, np.ndarray]], columns: list[str], scale: int = 3) -> np.ndarray:
+    """Rows of frames (each (H, n W, 3) uint8, n frames side by side), enlarged `scale` times with
+    nearest-neighbour pixels, each row's name on its left and each column's above: a picture that
+    says what it shows. Returns the image (H', W', 3) uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=11 * max(scale, 1) // 2 + 6)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = 12 + max((measure.textlength(name, font=font) for name, _ in rows), default=0)
+    top = 8 + font.size
+    height, width = rows[0][1].shape[0] * scale, rows[0][1].shape[1] * scale
+    canvas = Image.new("RGB", (int(left) + width, top + height * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    tile = width / max(len(columns), 1)
+    for j, label in enumerate(columns):
+        draw.text((left + tile * (j + 0.5), top / 2), label, fill=(0, 0, 0), font=font, anchor="mm")
+    for i, (name, row) in enumerate(rows):
+        canvas.paste(Image.fromarray(row).resize((width, height), Image.NEAREST), (int(left), top + i * height))
+        draw.text((left - 6, top + (i + 0.5) * height), name, fill=(0, 0, 0), font=font, anchor="rm")
+    return np.asarray(canvas)

@@ -7,11 +7,13 @@ every action, so `worldgen replay clip.json` draws the same clip frame for frame
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from worldgen.data.storage import atomic_path, write_atomic
 from worldgen.world import World
@@ -33,6 +35,9 @@ class Clip:
     start: int = 0
     """The first frame of the video: a clip recorded mid-play still replays from the reset."""
     fps: int = 30
+    threads: int = field(default_factory=torch.get_num_threads)
+    """Torch CPU threads of the recording: CPU kernels sum in an order that depends on it, so a
+    replay is bit-exact only with the same count (replay sets it)."""
     format: str = CLIP_FORMAT
 
     def save(self, path: Path) -> None:
@@ -43,17 +48,53 @@ class Clip:
     def load(cls, path: Path) -> "Clip":
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not a readable clip file ({e})") from None
-        if data.get("format") != CLIP_FORMAT:
-            raise ValueError(f"{path}: not a worldgen clip (format {data.get('format')!r}); record one with `worldgen record`")
-        return cls(**data)
+        if not isinstance(data, dict) or data.get("format") != CLIP_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{path}: not a worldgen clip (format {found!r}); record one with `worldgen record`")
+        known = {f.name for f in fields(cls)}
+        missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+        if missing or set(data) - known:
+            raise ValueError(f"{path}: " + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                                                     + ([f"unknown fields {', '.join(sorted(set(data) - known))}"] if set(data) - known else [])))
+        clip = cls(**data)
+        problems = clip._problems()
+        if problems:
+            raise ValueError(f"{path}: " + "; ".join(problems))
+        return clip
+
+    def _problems(self) -> list[str]:
+        def is_int(v: Any, low: int = 0) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+        problems = []
+        if not isinstance(self.world, str):
+            problems.append(f"world must be a world folder or name, got {self.world!r}")
+        if not is_int(self.seed):
+            problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.actions, list) or not all(is_int(a) for a in self.actions):
+            problems.append("actions must be a list of non-negative integers")
+        steps = self.sampling_steps if isinstance(self.sampling_steps, list) else [self.sampling_steps]
+        if not all(is_int(n, 1) for n in steps):
+            problems.append(f"sampling_steps must be a positive integer or a list of them, got {self.sampling_steps!r}")
+        if not (is_int(self.prompt) or isinstance(self.prompt, str)):
+            problems.append(f"prompt must be a level seed or an image path, got {self.prompt!r}")
+        if not is_int(self.start) or (isinstance(self.actions, list) and self.start > len(self.actions)):
+            problems.append(f"start must be a frame index in [0, len(actions)], got {self.start!r}")
+        if not is_int(self.fps, 1) or not is_int(self.threads, 1):
+            problems.append(f"fps and threads must be positive integers, got {self.fps!r} and {self.threads!r}")
+        return problems
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int, scale: int = 4) -> None:
     """mp4 (imageio-ffmpeg) or gif (Pillow) of (T, H, W, 3) uint8 frames, enlarged `scale` times
     with nearest-neighbour pixels; written to a temporary file and renamed."""
     path = Path(path)
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"a video's scale must be a positive integer, got {scale!r}")
+    if len(frames) == 0:
+        raise ValueError(f"{path}: no frames to write")
     frames = np.repeat(np.repeat(frames, scale, axis=1), scale, axis=2)
     suffix = path.suffix.lower()
     if suffix == ".mp4":
@@ -75,13 +116,14 @@ Policy = Callable[[np.ndarray, int], int]
 """(frame, step) -> action."""
 
 
-def record_clip(world: World, clip: Clip, frames: int, policy: Policy) -> np.ndarray:
+def record_clip(world: World, clip: Clip, frames: int, policy: Policy, progress: bool = True) -> np.ndarray:
     """Run a world from the clip's prompt and seed for `frames` steps of `policy`, logging the
     actions into the clip. Returns the frames (frames + 1, H, W, 3)."""
     world.sampling_steps = clip.sampling_steps if isinstance(clip.sampling_steps, int) else clip.sampling_steps[0]
     frame = world.reset(clip.prompt, seed=clip.seed)[0]
     out, clip.actions = [frame], []
-    for t in range(frames):
+    clip.threads = torch.get_num_threads()
+    for t in tqdm(range(frames), desc="record", unit="frame", disable=not progress):
         action = int(policy(frame, t))
         clip.actions.append(action)
         frame = world.step([action]).frames[0]
@@ -89,22 +131,25 @@ def record_clip(world: World, clip: Clip, frames: int, policy: Policy) -> np.nda
     return np.stack(out)
 
 
-def replay_clip(world: World, clip: Clip) -> np.ndarray:
+def replay_clip(world: World, clip: Clip, progress: bool = True) -> np.ndarray:
     """The clip's frames, drawn again from its prompt, seed, sampling steps and actions:
-    (len(actions) + 1 - start, H, W, 3)."""
+    (len(actions) + 1 - start, H, W, 3). Runs on the clip's torch thread count, which the
+    frames depend on bit for bit."""
     steps = clip.sampling_steps if isinstance(clip.sampling_steps, list) else [clip.sampling_steps] * len(clip.actions)
     if len(steps) != len(clip.actions):
         raise ValueError(f"the clip has {len(clip.actions)} actions but {len(steps)} sampling-step entries")
+    torch.set_num_threads(clip.threads)
     out = [world.reset(clip.prompt, seed=clip.seed)[0]]
-    for action, n in zip(clip.actions, steps):
+    for action, n in tqdm(list(zip(clip.actions, steps)), desc="replay", unit="frame", disable=not progress):
         world.sampling_steps = n
         out.append(world.step([int(action)]).frames[0])
     return np.stack(out[clip.start :])
 
 
-def make_policy(spec: str, num_actions: int, seed: int) -> Policy:
+def make_policy(spec: str, num_actions: int, seed: int, trust_agent: bool = False) -> Policy:
     """`random` (held random actions), a JSON file of actions (a list, or a clip), or a
-    stable-baselines3 agent saved as .zip."""
+    stable-baselines3 agent saved as .zip; a zip holds pickled objects that run code when
+    loaded, so it is refused unless `trust_agent`."""
     if spec == "random":
         from worldgen.data.policies import RandomRepeatPolicy
 
@@ -112,12 +157,21 @@ def make_policy(spec: str, num_actions: int, seed: int) -> Policy:
         return lambda frame, t: int(random_policy.act(frame[None], [{}], np.array([t == 0]))[0])
     path = Path(spec)
     if path.suffix == ".json":
-        data: Any = json.loads(path.read_text())
-        actions = data["actions"] if isinstance(data, dict) else data
-        if not all(isinstance(a, int) and 0 <= a < num_actions for a in actions):
-            raise ValueError(f"{path}: actions must be integers in [0, {num_actions})")
+        try:
+            data: Any = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a readable actions file ({e})") from None
+        actions = data.get("actions") if isinstance(data, dict) else data
+        if not isinstance(actions, list) or not actions or not all(
+                isinstance(a, int) and not isinstance(a, bool) and 0 <= a < num_actions for a in actions):
+            raise ValueError(f"{path}: expected a non-empty list of actions (integers in [0, {num_actions})), or a clip holding one")
         return lambda frame, t: actions[t % len(actions)]
     if path.suffix == ".zip":
+        if not trust_agent:
+            raise ValueError(f"{path}: an agent .zip holds pickled Python objects, which run code when loaded; "
+                             "load only agents you trust, with --trust-agent")
+        if not path.exists():
+            raise ValueError(f"{path} does not exist")
         return _sb3_policy(path)
     raise ValueError(f"--policy takes random, ACTIONS.json or an agent .zip, got {spec!r}")
 

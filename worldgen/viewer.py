@@ -49,6 +49,12 @@ def action_for_keys(meanings: list[str], pressed: set[str]) -> int:
     return best
 
 
+def held_keys(pygame: Any) -> set[str]:
+    """Names (K_LEFT, K_a, ...) of the mapped keys held down now."""
+    keys = pygame.key.get_pressed()
+    return {name for name in {k for names in _TOKEN_KEYS.values() for k in names} if keys[getattr(pygame, name)]}
+
+
 def key_help(meanings: list[str]) -> list[str]:
     """One line per action: its name and the keys that choose it."""
     lines = []
@@ -172,8 +178,7 @@ class Viewer:
             if not running:
                 break
             if not paused:
-                pressed = {name for name in {k for keys in _TOKEN_KEYS.values() for k in keys} if self._held(pygame, name)}
-                action = action_for_keys(meanings, pressed)
+                action = action_for_keys(meanings, held_keys(pygame))
                 history.append((self.world.get_state(), frame))
                 t0 = time.perf_counter()
                 result = self.world.step([action])
@@ -190,7 +195,8 @@ class Viewer:
                     real_frames.append(real)
                     real_actions.append(action)
                     drift = float(psnr(frame, real))
-            self._draw(pygame, screen, font, frame, real, show_help, recording is not None, stats, steps, total_reward, drift, clock)
+            self._draw(pygame, screen, font, frame, real, show_help, recording is not None, stats, steps, total_reward, drift, clock,
+                       real_done)
             pygame.display.flip()
             clock.tick(self.fps)  # real time: never faster than the target
             stats.frames += 1
@@ -201,11 +207,6 @@ class Viewer:
         stats.seconds = time.perf_counter() - start
         pygame.display.quit()
         return stats
-
-    @staticmethod
-    def _held(pygame: Any, name: str) -> bool:
-        keys = pygame.key.get_pressed()
-        return bool(keys[getattr(pygame, name)])
 
     def _toggle_recording(self, recording: Any, log: list[tuple[int, int]], stats: PlayStats, frame: np.ndarray | None = None) -> Any:
         """Start a recording (returns (first step, frames)), or finish one: the video, and the
@@ -230,16 +231,20 @@ class Viewer:
         stats.clips.append(path)
         return None
 
-    def _draw(self, pygame, screen, font, frame, real, show_help, recording, stats, steps, reward, drift, clock) -> None:
+    def _draw(self, pygame, screen, font, frame, real, show_help, recording, stats, steps, reward, drift, clock, real_done) -> None:
         size = self.world.spec.frame_size * self.scale
         screen.fill((20, 20, 28))
         for i, image in enumerate([frame] + ([real] if real is not None else [])):
             surface = pygame.surfarray.make_surface(np.ascontiguousarray(image.swapaxes(0, 1)))
             screen.blit(pygame.transform.scale(surface, (size, size)), (i * size, 0))
+        if real is not None and real_done:  # the real game stops at its episode's end: say so on its pane
+            for j, line in enumerate(["real game: episode over", "R restarts both"]):
+                screen.blit(font.render(line, True, (255, 255, 120), (0, 0, 0)), (size + 8, 8 + 20 * j))
         ms = np.mean(stats.model_ms[-30:]) if stats.model_ms else 0.0
+        status = "real game ended, R restarts" if real_done else f"drift: PSNR {drift:4.1f} dB vs the real game (G re-grounds)"
         hud = [
             f"{clock.get_fps():5.1f} fps   {ms:5.1f} ms/frame   {self.world.sampling_steps} step(s)   step {steps}   reward {reward:+.1f}",
-            ("REC  " if recording else "") + (f"drift: PSNR {drift:4.1f} dB vs the real game (G re-grounds)" if real is not None else "F1: keys"),
+            ("REC  " if recording else "") + (status if real is not None else "F1: keys"),
         ]
         for i, line in enumerate(hud):
             screen.blit(font.render(line, True, (230, 230, 230)), (8, size + 8 + 24 * i))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +28,13 @@ from worldgen.scm import SIGMA_D
 
 WORLD_FILE = "world.json"
 PRETRAINED = Path(models.__file__).resolve().parent / "pretrained"
+SAMPLERS = ("consistency", "ode")
+MAX_ACTIONS = 256
+MAX_CONTEXT = 64
+MAX_FRAME_SIZE = 1024
+MAX_ODE_STEPS = 1000
+MAX_PROMPT_PIXELS = 4096 * 4096
+"""Prompt images are shrunk to the frame size; a larger one is refused before it is decoded."""
 
 
 @dataclass
@@ -101,10 +109,56 @@ def teacher_of(folder: Path) -> Path | None:
 
 
 def read_spec(folder: Path) -> WorldSpec:
+    path = Path(folder) / WORLD_FILE
     try:
-        return WorldSpec(**json.loads((Path(folder) / WORLD_FILE).read_text()))
-    except (OSError, json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"{folder / WORLD_FILE}: unreadable world description ({e})") from e
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable world description ({e})") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of world fields, got {type(data).__name__}")
+    names = {f.name for f in fields(WorldSpec)}
+    unknown, missing = sorted(set(data) - names), sorted(f.name for f in fields(WorldSpec) if f.name not in data and f.default is MISSING
+                                                          and f.default_factory is MISSING)
+    if unknown or missing:
+        raise CheckpointError(f"{path}: " + "; ".join(
+            ([f"unknown fields {', '.join(unknown)}"] if unknown else []) + ([f"missing fields {', '.join(missing)}"] if missing else [])))
+    spec = WorldSpec(**data)
+    problems = _spec_problems(spec)
+    if problems:
+        raise CheckpointError(f"{path}: " + "; ".join(problems))
+    return spec
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _spec_problems(spec: WorldSpec) -> list[str]:
+    """What is wrong with a world description, checked before anything is allocated from it."""
+    problems = []
+    if not isinstance(spec.name, str):
+        problems.append(f"name must be a string, got {spec.name!r}")
+    if not isinstance(spec.source_env, str) or not spec.source_env:
+        problems.append(f"source_env must be a Gymnasium id, got {spec.source_env!r}")
+    if (not isinstance(spec.action_meanings, list) or not 1 <= len(spec.action_meanings) <= MAX_ACTIONS
+            or not all(isinstance(a, str) for a in spec.action_meanings)):
+        problems.append(f"action_meanings must be a list of 1 to {MAX_ACTIONS} names")
+    if not _is_int(spec.context, 1, MAX_CONTEXT):
+        problems.append(f"context must be an integer in [1, {MAX_CONTEXT}], got {spec.context!r}")
+    if not _is_int(spec.frame_size, 8, MAX_FRAME_SIZE) or spec.frame_size % 4:
+        problems.append(f"frame_size must be a multiple of 4 in [8, {MAX_FRAME_SIZE}], got {spec.frame_size!r}")
+    if spec.sampler not in SAMPLERS:
+        problems.append(f"sampler must be one of {', '.join(SAMPLERS)}, got {spec.sampler!r}")
+    max_steps = 2 if spec.sampler == "consistency" else MAX_ODE_STEPS
+    if not _is_int(spec.default_steps, 1, max_steps):
+        problems.append(f"default_steps must be an integer in [1, {max_steps}] for a {spec.sampler} world, got {spec.default_steps!r}")
+    if not isinstance(spec.context_noise, (int, float)) or isinstance(spec.context_noise, bool) or not 0 <= spec.context_noise <= 1:
+        problems.append(f"context_noise must be a number in [0, 1], got {spec.context_noise!r}")
+    if not _is_int(spec.fps, 1, 240):
+        problems.append(f"fps must be an integer in [1, 240], got {spec.fps!r}")
+    if not isinstance(spec.training_seeds, list) or not all(_is_int(s, 0, 2**63 - 1) for s in spec.training_seeds):
+        problems.append("training_seeds must be a list of non-negative integers")
+    return problems
 
 
 @dataclass
@@ -136,10 +190,34 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
-    except (UnidentifiedImageError, OSError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PROMPT_PIXELS:
+                    raise ValueError(f"{path}: a {img.width}x{img.height} image is larger than a prompt may be "
+                                     f"({MAX_PROMPT_PIXELS // 10**6} megapixels); shrink it first")
+                if min(img.size) < 1:
+                    raise ValueError(f"{path}: an image of size {img.width}x{img.height} holds no pixels")
+                return np.asarray(_rgb8(img).resize((size, size), Image.BILINEAR))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"{path}: refused, it decodes to more pixels than a prompt may have ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not an image file Pillow can read (PNG, JPG, ...): {e}") from None
+
+
+def _rgb8(img: Any) -> Any:
+    """An 8-bit RGB copy of a Pillow image; 16-bit and float images are scaled, not clipped to white."""
+    from PIL import Image
+
+    if img.mode.startswith("I") or img.mode == "F":
+        values = np.asarray(img).astype(np.float64)
+        if img.mode == "F":
+            top = 1.0 if values.max(initial=0) <= 1.0 else 255.0
+        else:
+            top = 65535.0 if img.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        gray = np.clip(np.round(values / top * 255), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    return img.convert("RGB")
 
 
 class World:
@@ -157,20 +235,27 @@ class World:
         device: str | torch.device = "auto",
         batch_size: int = 1,
         compile: bool = False,
+        trusted_modules: Sequence[str] = (),
     ) -> None:
-        """`compile`: run the networks through torch.compile (see `rollout.for_inference`)."""
+        """`compile`: run the networks through torch.compile (see `rollout.for_inference`).
+        `trusted_modules`: Python modules the world's `source_env` may name besides worldgen's
+        own (see `data.sources.trusted_env_id`); a world folder never runs code otherwise."""
         from worldgen.train.ae import load_autoencoder
         from worldgen.train.reward import load_reward
         from worldgen.train.teacher import load_dynamics
 
+        if not _is_int(batch_size, 1, 1 << 16):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.folder = resolve_world(world)
         self.spec = read_spec(self.folder)
+        self.trusted_modules = tuple(trusted_modules)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.ae = load_autoencoder(self.folder / "ae", self.device)
         self.net, _ = load_dynamics(self.folder / "dynamics", self.device)
         self.reward_head = load_reward(self.folder / "reward", self.device)
+        self._check_parts()
         self.ae.decoder, self.net, self.reward_head = (
             for_inference(m, compile) for m in (self.ae.decoder, self.net, self.reward_head))
         self.batch_size = batch_size
@@ -183,6 +268,36 @@ class World:
         """(B, K - 1): the actions between the context frames."""
         self.steps = np.zeros(batch_size, dtype=np.int64)
 
+    def _check_parts(self) -> None:
+        """The networks must be those world.json describes: a mismatch would run and draw garbage."""
+        spec, where = self.spec, self.folder / WORLD_FILE
+        trained_size = json.loads((self.folder / "ae" / "config.json").read_text()).get("frame_size")
+        problems = []
+        if trained_size is not None and trained_size != spec.frame_size:
+            problems.append(f"frame_size is {spec.frame_size} but the autoencoder was trained on {trained_size}x{trained_size} frames")
+        net = self.net.cfg
+        if net.context != spec.context:
+            problems.append(f"context is {spec.context} but the dynamics network takes {net.context} frames")
+        if net.num_actions != len(spec.action_meanings):
+            problems.append(f"action_meanings names {len(spec.action_meanings)} actions but the dynamics network takes {net.num_actions}")
+        head = self.reward_head.cfg
+        if (head.context, head.num_actions) != (net.context, net.num_actions):
+            problems.append(f"the reward head takes {head.context} frames and {head.num_actions} actions, the dynamics network "
+                            f"{net.context} and {net.num_actions}")
+        if net.latent_channels != self.ae.cfg.latent_channels:
+            problems.append(f"the dynamics network takes {net.latent_channels} latent channels, the autoencoder makes {self.ae.cfg.latent_channels}")
+        if problems:
+            raise CheckpointError(f"{where}: " + "; ".join(problems))
+
+    def make_source(self, **kwargs: Any) -> Any:
+        """The real game the world was trained on (a Gymnasium env), made without importing any
+        module the world's files name unless the user trusted it."""
+        import gymnasium as gym
+
+        from worldgen.data.sources import trusted_env_id
+
+        return gym.make(trusted_env_id(self.spec.source_env, self.trusted_modules), **kwargs)
+
     @property
     def action_meanings(self) -> list[str]:
         return list(self.spec.action_meanings)
@@ -194,9 +309,9 @@ class World:
     @sampling_steps.setter
     def sampling_steps(self, steps: int) -> None:
         if self.spec.sampler == "consistency" and steps not in (1, 2):
-            raise ValueError(f"a consistency world samples in 1 or 2 steps, got {steps}")
-        if steps < 1:
-            raise ValueError(f"sampling steps must be at least 1, got {steps}")
+            raise ValueError(f"a consistency world samples in 1 or 2 steps, got {steps!r}")
+        if not _is_int(int(steps) if isinstance(steps, np.integer) else steps, 1, MAX_ODE_STEPS):
+            raise ValueError(f"sampling steps must be an integer in [1, {MAX_ODE_STEPS}], got {steps!r}")
         self._steps = int(steps)
 
     # --- prompts ----------------------------------------------------------------------------
@@ -224,11 +339,10 @@ class World:
         n = len(frames)
         between = np.zeros(n - 1, dtype=np.int64)
         if actions is not None:
-            actions = np.asarray(actions, dtype=np.int64).reshape(-1)
+            actions = self.parse_actions(actions)
             if len(actions) not in (n - 1, n):
                 raise ValueError(f"a prompt of {n} frames takes {n - 1} actions (or {n}), got {len(actions)}")
             between = actions[-(n - 1):] if n > 1 else np.zeros(0, dtype=np.int64)
-            self._check_actions(between)
         frames = frames[-k:]
         between = between[-(k - 1):] if k > 1 else between[:0]
         pad = k - len(frames)
@@ -246,15 +360,21 @@ class World:
 
     def _prompt_frames(self, prompt: Any) -> np.ndarray:
         size = self.spec.frame_size
+        if isinstance(prompt, (bool, np.bool_)):
+            raise ValueError(f"a prompt is frames (N, H, W, 3) uint8, an image path or a level seed, got {prompt!r}")
         if prompt is None or isinstance(prompt, (int, np.integer)):
-            return self.source_frame(0 if prompt is None else int(prompt))[None]
+            seed = 0 if prompt is None else int(prompt)
+            if not 0 <= seed < 2**32:
+                raise ValueError(f"a level-seed prompt must be an integer in [0, 2**32), got {seed}")
+            return self.source_frame(seed)[None]
         if isinstance(prompt, (str, Path)):
             return load_image(prompt, size)[None]
         frames = np.asarray(prompt)
         if frames.ndim == 3:
             frames = frames[None]
-        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-            raise ValueError(f"prompt frames must be (N, H, W, 3) RGB, got shape {frames.shape}")
+        if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
+            raise ValueError(f"a prompt is frames (N, H, W, 3) RGB with N, H, W > 0, an image path or a level seed; "
+                             f"got an array of shape {frames.shape}")
         if frames.dtype != np.uint8:
             raise ValueError(f"prompt frames must be uint8, got {frames.dtype}")
         if frames.shape[1:3] != (size, size):
@@ -265,9 +385,7 @@ class World:
 
     def source_frame(self, seed: int) -> np.ndarray:
         """The first frame of the source game at a level seed."""
-        import gymnasium as gym
-
-        env = gym.make(self.spec.source_env, render_mode="rgb_array")
+        env = self.make_source(render_mode="rgb_array")
         try:
             frame, _ = env.reset(seed=seed)
         finally:
@@ -276,22 +394,30 @@ class World:
 
     # --- stepping ---------------------------------------------------------------------------
 
-    def _check_actions(self, actions: np.ndarray) -> None:
+    def parse_actions(self, actions: Any) -> np.ndarray:
+        """Actions as int64, refusing what is not a valid action (a float is never rounded)."""
+        a = np.asarray(actions).reshape(-1)
+        if a.size == 0:
+            return np.zeros(0, dtype=np.int64)
         n = len(self.spec.action_meanings)
-        if ((actions < 0) | (actions >= n)).any():
-            raise ValueError(f"actions must be integers in [0, {n}) ({', '.join(self.spec.action_meanings)}), got {actions.tolist()}")
+        if not np.issubdtype(a.dtype, np.integer) or ((a < 0) | (a >= n)).any():
+            raise ValueError(f"actions must be integers in [0, {n}) ({', '.join(self.spec.action_meanings)}), "
+                             f"got {a.tolist() if a.size < 20 else a.dtype}")
+        return a.astype(np.int64)
 
     @torch.inference_mode()
     def step(self, actions: Sequence[int] | np.ndarray | int) -> StepResult:
         """Advance every world one frame with its action: (B,) ints."""
         if self.context is None:
             raise RuntimeError("call reset() before step()")
-        a = np.asarray(actions, dtype=np.int64).reshape(-1)
+        a = self.parse_actions(actions)
         if len(a) != self.batch_size:
             raise ValueError(f"step takes one action per world ({self.batch_size}), got {len(a)}")
-        self._check_actions(a)
         acts = torch.cat([self.actions, torch.from_numpy(a).to(self.device)[:, None]], dim=1)  # (B, K)
         nxt = predict_next(self.net, self.context, acts, self.spec.sampler, self._steps, self.spec.context_noise, self.generators)
+        if not torch.isfinite(nxt).all():
+            raise CheckpointError(f"{self.folder}: the world drew NaN or infinite values at step {int(self.steps.max()) + 1}; "
+                                  "its networks are broken")
         reward, ended = predict_reward(self.reward_head, self.context, acts, nxt)
         frames = to_uint8(self.ae.decode(nxt / SIGMA_D)).numpy()
         self.context = torch.cat([self.context[:, 1:], nxt[:, None]], dim=1)

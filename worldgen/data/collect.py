@@ -19,7 +19,10 @@ from worldgen.data.storage import (
     MANIFEST,
     DatasetError,
     Episode,
+    Shard,
     add_to_manifest,
+    dataset_lock,
+    list_shards,
     new_manifest,
     next_shard_index,
     read_manifest,
@@ -35,6 +38,8 @@ class CollectResult:
     episodes: int
     frames: int
     seconds: float
+    seed: int
+    """Env seed of the run (env i got seed + i): the one given, or the one drawn."""
 
     @property
     def frames_per_second(self) -> float:
@@ -95,8 +100,38 @@ def collect(
     meanings = action_meanings(probe)
     probe.close()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = _open_or_create(out, env_id, meanings, (size, size, 3))
+    with dataset_lock(out):
+        manifest = _open_or_create(out, env_id, meanings, (size, size, 3))
+        seed = _unused_seed(out, manifest, seed, num_envs)
+        return _collect_locked(out, manifest, env_id, make, episodes, policy, policy_name, num_envs, seed, progress)
+
+
+def _unused_seed(out: Path, manifest: dict[str, Any], seed: int | None, num_envs: int) -> int:
+    """The run's env seed (S gives env i the seed S + i), refused if an earlier run into this
+    dataset used any of them: it would record the same levels again, byte for byte, and the
+    copies could land in both the training and the validation split."""
+    used = set(manifest.get("env_seeds", []))
+    if seed is None:
+        rng = np.random.default_rng()
+        seed = int(rng.integers(2**31 - num_envs))
+        while used & set(range(seed, seed + num_envs)):
+            seed = int(rng.integers(2**31 - num_envs))
+        return seed
+    clash = sorted(used & set(range(seed, seed + num_envs)))
+    if clash:
+        free = max(used) + 1
+        raise DatasetError(
+            f"{out} already holds episodes recorded with env seeds {clash[:5]} (--seed {seed} with {num_envs} envs uses "
+            f"{seed}..{seed + num_envs - 1}): they would be the same episodes again. Pass --seed {free} (the next unused) "
+            "or leave --seed out"
+        )
+    return seed
+
+
+def _collect_locked(out: Path, manifest: dict[str, Any], env_id: str, make: Any, episodes: int, policy: Policy,
+                    policy_name: str, num_envs: int, seed: int, progress: bool) -> CollectResult:
+    manifest["env_seeds"] = sorted(set(manifest.get("env_seeds", [])) | set(range(seed, seed + num_envs)))
+    write_manifest(out, manifest)
     envs: gym.vector.VectorEnv
     if num_envs == 1:
         envs = gym.vector.SyncVectorEnv([make])
@@ -146,7 +181,7 @@ def collect(
         writer.shutdown(wait=True)
     for f in pending:
         f.result()  # surface a failed write
-    return CollectResult(episodes=finished, frames=frames, seconds=time.perf_counter() - start)
+    return CollectResult(episodes=finished, frames=frames, seconds=time.perf_counter() - start, seed=seed)
 
 
 def _open_or_create(out: Path, env_id: str, meanings: list[str], frame_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -160,6 +195,12 @@ def _open_or_create(out: Path, env_id: str, meanings: list[str], frame_shape: tu
             f"{out} holds {manifest['env_id']} at {manifest['frame_shape']}; cannot add {env_id} at "
             f"{list(frame_shape)}: collect into another folder"
         )
+    listed = {s["file"] for s in manifest["shards"]}
+    orphans = [name for name in list_shards(out, manifest) if name not in listed]
+    for name in orphans:  # finished by a run killed before it updated the manifest
+        add_to_manifest(manifest, shard_entry(name, Shard(out / name)))
+    if orphans:
+        write_manifest(out, manifest)
     return manifest
 
 

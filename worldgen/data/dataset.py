@@ -102,6 +102,13 @@ class EpisodeDataset:
             frame_shape=self.frame_shape,
         )
 
+    def verify(self, progress: bool = True) -> None:
+        """Check every shard's every byte (CRCs, frame counts); raises ShardError naming the first bad file."""
+        from tqdm import tqdm
+
+        for shard in tqdm(self.shards, desc="verify", unit="ep", disable=not progress):
+            shard.verify()
+
     def level_seeds(self) -> set[Any]:
         """Level seeds of the episodes, where the source game reports them."""
         return {s.meta["level_seed"] for s in self.shards if "level_seed" in s.meta}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -83,6 +85,45 @@ def make_source_env(env_id: str, size: int = 64, **kwargs: Any) -> gym.Env:
         env.close()
         raise SourceEnvError(f"{env_id}: action space {env.action_space} is not Discrete; worldgen worlds take discrete actions")
     return RGBFrames(env, size)
+
+
+TRUSTED_ENV_MODULES = ("envs", "ale_py")
+"""Modules a world's `source_env` may name without the user's say-so: this project's games
+and the Atari emulator."""
+
+
+def trusted_env_id(source_env: str, trusted_modules: Sequence[str] = ()) -> str:
+    """The registered Gymnasium id in a world's `source_env` (`module:id` or `id`).
+
+    Gymnasium imports the module before the `:`, and a world folder is downloaded data: a world
+    that names its own `payload.py` would run it. So only TRUSTED_ENV_MODULES and the modules the
+    user lists are imported here, and the id must then be registered.
+    """
+    if not isinstance(source_env, str) or not source_env:
+        raise SourceEnvError(f"source_env must be a Gymnasium id such as envs:worldgen/Platformer-v0, got {source_env!r}")
+    module, _, env_id = source_env.rpartition(":")
+    if module:
+        if module not in (*TRUSTED_ENV_MODULES, *trusted_modules):
+            raise SourceEnvError(
+                f"source_env {source_env!r} names the Python module {module!r}, which worldgen does not import from a "
+                f"world's files (it would run that module's code). If you trust it, pass --trust-module {module} "
+                f"(World(..., trusted_modules=[{module!r}]) in Python)"
+            )
+        try:
+            imported = importlib.import_module(module)
+        except ImportError as e:
+            raise SourceEnvError(f"source_env {source_env!r}: cannot import {module!r} ({e})") from None
+        if module == "ale_py":
+            gym.register_envs(imported)
+    try:
+        gym.spec(env_id)
+    except gym.error.Error:
+        known = sorted(k for k in gym.registry if k.startswith("worldgen/"))
+        raise SourceEnvError(
+            f"source_env {source_env!r}: {env_id!r} is not a registered Gymnasium id (registered games of worldgen: "
+            f"{', '.join(known) or 'none'})"
+        ) from None
+    return env_id
 
 
 def action_meanings(env: gym.Env) -> list[str]:

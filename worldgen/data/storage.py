@@ -19,12 +19,14 @@ name and renamed, so an interrupted write never leaves a partial shard or manife
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +42,8 @@ FORMAT_VERSION = 1
 CHUNK = 32
 """Frames per compressed chunk inside a shard."""
 MANIFEST = "manifest.json"
+LOCK = ".lock"
+"""Held (flock) by the one process that may write a dataset folder."""
 _SHARD_NAME = re.compile(r"^ep-(\d{6,})\.npz$")
 
 
@@ -64,6 +68,10 @@ class Episode:
     truncated: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     """Free-form facts kept with the shard (level seed, policy, ...)."""
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
 
     def __post_init__(self) -> None:
         t = len(self.actions)
@@ -118,6 +126,32 @@ def atomic_folder(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def dataset_lock(root: Path) -> Iterator[None]:
+    """Hold a dataset folder for writing: a second writer gets a clear error instead of two runs
+    numbering the same shards and each rewriting the manifest without the other's episodes.
+
+    Under the lock, temporary files that a killed writer left behind are removed.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise DatasetError(f"{root} is being written by another process (pid {holder}); wait for it to finish "
+                               "or write into another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        for stale in root.glob(".*.tmp"):  # a writer killed mid-file; only a lock holder writes here
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_shard(path: Path, episode: Episode, env_id: str) -> None:
@@ -176,7 +210,7 @@ class Shard:
             self.truncated = z["truncated"]
         except ShardError:
             raise
-        except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError, json.JSONDecodeError) as e:
+        except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error, json.JSONDecodeError) as e:
             raise ShardError(f"{self.path}: corrupted or not a worldgen episode shard ({type(e).__name__}: {e})") from e
         self.num_frames = int(self.meta["num_frames"])
         self.chunk = int(self.meta["chunk"])
@@ -205,13 +239,33 @@ class Shard:
         """Decompress frame chunk `index`: (<= chunk, H, W, 3) uint8."""
         try:
             return self._open()[f"frames_{index:05d}"]
-        except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
+        except (KeyError, ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
             raise ShardError(f"{self.path}: cannot read frame chunk {index} ({type(e).__name__}: {e})") from e
 
     def frames(self) -> np.ndarray:
         """All frames of the episode: (T + 1, H, W, 3) uint8."""
         n_chunks = -(-self.num_frames // self.chunk)
         return np.concatenate([self.chunk_frames(i) for i in range(n_chunks)])
+
+    def verify(self) -> None:
+        """Read every member and check its CRC: a shard damaged after writing fails here, naming
+        the file, instead of deep inside a training run."""
+        try:
+            with zipfile.ZipFile(self.path) as z:
+                for name in z.namelist():
+                    try:
+                        with z.open(name) as member:
+                            while member.read(1 << 20):
+                                pass
+                    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+                        raise ShardError(f"{self.path}: member {name} is damaged ({type(e).__name__}: {e}); "
+                                         "delete this shard or record the episode again") from e
+        except (zipfile.BadZipFile, OSError) as e:
+            raise ShardError(f"{self.path}: corrupted ({type(e).__name__}: {e})") from e
+        n_chunks = -(-self.num_frames // self.chunk)
+        shapes = [self.chunk_frames(i).shape for i in range(n_chunks)]
+        if sum(s[0] for s in shapes) != self.num_frames:
+            raise ShardError(f"{self.path}: holds {sum(s[0] for s in shapes)} frames, its metadata says {self.num_frames}")
 
     def close(self) -> None:
         if self._zip is not None and self._pid == os.getpid():
@@ -280,11 +334,11 @@ def new_manifest(env_id: str, action_meanings: list[str], frame_shape: tuple[int
     }
 
 
-def shard_entry(name: str, episode: Episode) -> dict[str, Any]:
-    """The manifest's line for one shard."""
+def shard_entry(name: str, episode: "Episode | Shard") -> dict[str, Any]:
+    """The manifest's line for one shard (from the episode in memory, or the shard on disk)."""
     return {
         "file": name,
-        "frames": len(episode.frames),
+        "frames": episode.num_frames,
         "return": float(episode.rewards.sum()),
         "terminated": bool(episode.terminated[-1]) if len(episode.terminated) else False,
         **{k: episode.meta[k] for k in ("level_seed",) if k in episode.meta},

@@ -97,7 +97,8 @@ class AEStage:
         ae = ema["ae"]
         if self.cfg.train_encoder:  # a frozen encoder keeps its scale: the latents must not move
             ae.latent_scale.fill_(1.0 / self.latent_std(ae))
-        save_weights(folder, ae.state_dict(), {"kind": "autoencoder", "model": dataclasses.asdict(self.cfg.model)})
+        frame_size = int(self.train_set[0]["target"].shape[0])  # worlds check their frame_size against it
+        save_weights(folder, ae.state_dict(), {"kind": "autoencoder", "model": dataclasses.asdict(self.cfg.model), "frame_size": frame_size})
 
     def evaluate(self, ema: dict[str, nn.Module], ctx: Context, writer: Any) -> dict[str, float]:
         ae = ema["ae"]

@@ -73,6 +73,8 @@ def _coerce(value: Any, kind: Any) -> Any:
                 raise ValueError(f"expected true or false, got {value!r}")
             return value.lower() in ("true", "1")
         return bool(value)
+    if kind is int and (isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())):
+        raise ValueError(f"expected an integer, got {value!r}")
     if kind in (int, float, str):
         return kind(value)
     if dataclasses.is_dataclass(kind):

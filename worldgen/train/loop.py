@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from worldgen.checkpoint import (
+    CheckpointError,
     list_states,
     load_state,
     optimizer_from_flat,
@@ -120,12 +122,8 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
     noise_gen = torch.Generator(device)
     start = 0
     if resume:
-        tensors, state = load_state(states[-1])
-        for name, m in modules.items():
-            m.load_state_dict(_prefixed(tensors, f"model.{name}."))
-            ema[name].shadow = {k: v.to(device) for k, v in _prefixed(tensors, f"ema.{name}.").items()}
-        optimizer_from_flat(opt, _prefixed(tensors, "optim."), state["optim"])
-        start = state["step"]
+        start, resumed = _resume(states, modules, ema, opt, device)
+        states = states[: states.index(resumed) + 1]
     train_modules = {
         name: DistributedDataParallel(m) if world > 1 and any(p.requires_grad for p in m.parameters()) else m
         for name, m in modules.items()
@@ -204,6 +202,27 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
     if world > 1:
         dist.barrier()
     return out / "export"
+
+
+def _resume(states: list[Path], modules: dict[str, nn.Module], ema: dict[str, EMA], opt: torch.optim.Optimizer,
+            device: torch.device) -> tuple[int, Path]:
+    """Load the newest training state that reads back whole. A damaged newer one (a disk fault, a
+    copy cut short) is reported and passed over; the run writes that step afresh when it gets there."""
+    problems = []
+    for path in reversed(states):
+        try:
+            tensors, state = load_state(path)
+            for name, m in modules.items():
+                m.load_state_dict(_prefixed(tensors, f"model.{name}."))
+                ema[name].shadow = {k: v.to(device) for k, v in _prefixed(tensors, f"ema.{name}.").items()}
+            optimizer_from_flat(opt, _prefixed(tensors, "optim."), state["optim"])
+            step = int(state["step"])
+        except (CheckpointError, KeyError, TypeError, ValueError, RuntimeError) as e:
+            problems.append(f"{path.name}: {e}")
+            print(f"warning: cannot resume from {path} ({e}); trying an older checkpoint", file=sys.stderr)
+            continue
+        return step, path
+    raise CheckpointError("--resume: no checkpoint reads back whole: " + "; ".join(problems))
 
 
 def _evaluate(stage: Stage, modules: dict[str, nn.Module], ema: dict[str, EMA], ctx: Context, writer: Any) -> dict[str, float]:
