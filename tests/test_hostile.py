@@ -213,6 +213,17 @@ def test_record_never_overwrites_an_input_or_an_output_unasked(tiny_world, tmp_p
     cli_error(capsys, ["replay", str(out.with_suffix(".json")), "-o", str(out.with_suffix(".json")), "--force"], "also an input")
 
 
+def test_outputs_into_a_missing_folder_are_written_there(tiny_world, tmp_path, capsys):
+    from worldgen.bench import save_report
+
+    save_report({"runs": []}, tmp_path / "new" / "bench.json")
+    assert json.loads((tmp_path / "new" / "bench.json").read_text()) == {"runs": []}
+    clip = tmp_path / "c.json"
+    Clip(world=str(tiny_world), seed=0, sampling_steps=2, prompt=1, actions=[2, 2]).save(clip)
+    assert main(["replay", str(clip), "-o", str(tmp_path / "deep" / "er" / "r.gif")]) == 0
+    assert (tmp_path / "deep" / "er" / "r.gif").stat().st_size > 0
+
+
 def _train_tiny(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "worldgen.cli", "train", "ae", "--data", str(data), "--out", str(out), "--preset", "tiny",
             "--steps", str(steps), "--set", "run.val_fraction=0.3", "--set", "run.ckpt_every=2", "--set", "run.image_every=0",

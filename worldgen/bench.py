@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from worldgen.data.storage import write_atomic
 from worldgen.rollout import for_inference, predict_next
@@ -47,14 +48,21 @@ def bench_world(
     min_seconds: float = 1.0,
     teacher_batches: tuple[int, ...] = (1, 16),
     compile: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Figures for one world on one device (see the module docstring). The teacher, 4 to 16
     times dearer per frame, is timed at `teacher_batches` only."""
+    bar = tqdm(desc=f"bench on {device}", unit="figure", disable=not progress, leave=False)
+
+    def timed(fn: Any, seconds: float, min_calls: int = 3) -> float:
+        bar.update()
+        return _time(fn, seconds, min_calls=min_calls)
+
     report: dict[str, Any] = {"machine": machine(), "world": str(world_path), "compiled": compile, "throughput": {}, "model_call_ms": {}}
     for steps in (1, 2):
         world = World(world_path, sampling_steps=steps, device=device, batch_size=1, compile=compile)
         world.reset(seed=0)
-        per_frame = _time(lambda: world.step([0]), min_seconds)
+        per_frame = timed(lambda: world.step([0]), min_seconds)
         report[f"batch1_{steps}step_fps"] = 1 / per_frame
         report[f"batch1_{steps}step_ms"] = per_frame * 1e3
     for steps in (1, 2):
@@ -64,25 +72,25 @@ def bench_world(
             world = World(world_path, sampling_steps=steps, device=device, batch_size=b, compile=compile)
             world.reset(seed=0)
             actions = np.zeros(b, dtype=np.int64)
-            report["throughput"][name][b] = b / _time(lambda: world.step(actions), min_seconds)
+            report["throughput"][name][b] = b / timed(lambda: world.step(actions), min_seconds)
     world = World(world_path, device=device, batch_size=1, compile=compile)
     world.reset(seed=0)
     ctx, acts = world.context, torch.cat([world.actions, torch.zeros(1, 1, dtype=torch.long, device=world.device)], dim=1)
     level = torch.zeros(1, device=world.device)
     x = ctx[:, -1] / SIGMA_D
     with torch.inference_mode():
-        report["model_call_ms"]["network"] = _time(lambda: world.net(x, level, ctx, acts, level), min_seconds) * 1e3
-        report["model_call_ms"]["decode"] = _time(lambda: world.ae.decode(ctx[:, -1] / SIGMA_D), min_seconds) * 1e3
-        report["model_call_ms"]["reward head"] = _time(lambda: world.reward_head(ctx, acts, x), min_seconds) * 1e3
+        report["model_call_ms"]["network"] = timed(lambda: world.net(x, level, ctx, acts, level), min_seconds) * 1e3
+        report["model_call_ms"]["decode"] = timed(lambda: world.ae.decode(ctx[:, -1] / SIGMA_D), min_seconds) * 1e3
+        report["model_call_ms"]["reward head"] = timed(lambda: world.reward_head(ctx, acts, x), min_seconds) * 1e3
         for steps in (1, 2):
-            report["model_call_ms"][f"consistency_{steps}step"] = _time(
+            report["model_call_ms"][f"consistency_{steps}step"] = timed(
                 lambda: predict_next(world.net, ctx, acts, "consistency", steps, world.spec.context_noise), min_seconds) * 1e3
         if teacher is not None:
             from worldgen.train.teacher import load_dynamics
 
             net = for_inference(load_dynamics(Path(teacher), world.device)[0])
             for steps in (8, 32):
-                report["model_call_ms"][f"teacher_{steps}step"] = _time(
+                report["model_call_ms"][f"teacher_{steps}step"] = timed(
                     lambda: predict_next(net, ctx, acts, "ode", steps, world.spec.context_noise), min_seconds) * 1e3
                 report["throughput"][f"teacher {steps} steps"] = {}
                 for b in teacher_batches:
@@ -91,7 +99,8 @@ def bench_world(
                     def frames() -> None:  # the world's step with the teacher's sampler: network calls, then decode
                         world.ae.decode(predict_next(net, bctx, bacts, "ode", steps, world.spec.context_noise) / SIGMA_D)
 
-                    report["throughput"][f"teacher {steps} steps"][b] = b / _time(frames, min_seconds, min_calls=1)
+                    report["throughput"][f"teacher {steps} steps"][b] = b / timed(frames, min_seconds, min_calls=1)
+    bar.close()
     return report
 
 

@@ -89,6 +89,7 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary file name beside `path` (ending in `suffix`, for writers that pick a
     format by extension); on success the file replaces `path` in one rename."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a missing output folder is made, not a traceback
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
