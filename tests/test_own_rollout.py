@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from worldgen.checkpoint import load_weights
+from models.export import load_weights
 from worldgen.cli import main
 from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
 
@@ -40,7 +40,7 @@ def window(b: int, k: int, u: int) -> dict[str, torch.Tensor]:
 def test_own_rows_hold_the_worlds_rollout_from_the_right_real_frames():
     k, u, b = 4, 6, 4
     own = OwnRollouts(OwnRolloutConfig(share=0.5, unroll=u, unroll_start=2, curriculum_steps=8, context_noise=0.0), k,
-                      "consistency", load_generator=None)
+                      "consistency")
     net = Echo(k)
     out, logs = own.apply(window(b, k, u), net, step=8, noise=torch.Generator().manual_seed(0))
     assert out["context"].shape == (b, k, 1, 2, 2) and out["actions"].tolist() == [[6, 7, 8, 9]] * b
@@ -58,7 +58,7 @@ def test_curriculum_shortens_the_unroll_and_starts_nearer_the_target():
     cfg = OwnRolloutConfig(share=1.0, unroll=u, unroll_start=2, curriculum_steps=8, context_noise=0.0)
     assert [cfg.length(s) for s in (0, 4, 8, 100)] == [2, 4, 6, 6]
     net = Echo(k)
-    out, logs = OwnRollouts(cfg, k, "consistency", None).apply(window(2, k, u), net, 0, torch.Generator())
+    out, logs = OwnRollouts(cfg, k, "consistency").apply(window(2, k, u), net, 0, torch.Generator())
     # u = 2: the rollout starts from real frames 4..7 and draws frames 8 and 9.
     assert net.seen[0][0, :, 0, 0, 0].tolist() == [104, 105, 106, 107]
     assert out["context"][0, :, 0, 0, 0].tolist() == [106, 107, 7, 8] and logs["own_unroll"] == 2
@@ -66,7 +66,7 @@ def test_curriculum_shortens_the_unroll_and_starts_nearer_the_target():
 
 def test_off_by_default_and_bad_settings_are_refused():
     batch = window(2, 4, 0)
-    out, logs = OwnRollouts(OwnRolloutConfig(), 4, "ode", None).apply(batch, Echo(4), 0, torch.Generator())
+    out, logs = OwnRollouts(OwnRolloutConfig(), 4, "ode").apply(batch, Echo(4), 0, torch.Generator())
     assert out["context"] is batch["context"] and logs == {}
     with pytest.raises(ValueError, match="own.share must be in"):
         OwnRolloutConfig(share=1.5).validate()

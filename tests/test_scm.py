@@ -8,6 +8,7 @@ import torch
 from models.dynamics import DYNAMICS_PRESETS, DynamicsNet
 from worldgen import scm
 from worldgen.scm import SIGMA_D
+from worldgen.train.ema import EMA
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +146,7 @@ def test_samplers_are_deterministic_under_a_seed(sampler, steps):
 
 def test_ema_tracks_weights():
     net = torch.nn.Linear(2, 2)
-    ema = scm.EMA(net, decay=0.5)
+    ema = EMA(net, decay=0.5)
     before = net.weight.detach().clone()
     with torch.no_grad():
         net.weight.add_(1.0)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from worldgen.checkpoint import CheckpointError, list_states, load_state, load_weights
+from models.export import load_export, load_weights
+from worldgen.checkpoint import CheckpointError, list_states, load_state
 from worldgen.cli import main
 from worldgen.train.ae import AETrainConfig
 from worldgen.train.config import apply_overrides, load_toml
@@ -51,9 +52,7 @@ def test_autoencoder_loss_falls_and_export_has_unit_variance_latents(tiny_world_
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
     from worldgen.data.windows import WindowDataset
     from worldgen.frames import to_model
-    from worldgen.train.ae import load_autoencoder
-
-    ae = load_autoencoder(tiny_world_runs / "ae" / "export")
+    ae = load_export(tiny_world_runs / "ae" / "export")[0]
     frames = torch.stack([WindowDataset(tiny_dataset, 0, "all")[i]["target"] for i in range(0, 600, 3)])
     with torch.no_grad():
         z = ae.encode(to_model(frames))
@@ -192,8 +191,6 @@ def test_colour_rarity_weighs_rare_colours_up():
 
 
 def test_decoder_fine_tune_keeps_the_latents(tiny_world_runs, tiny_dataset):
-    from worldgen.train.ae import load_autoencoder
-
     base = tiny_world_runs / "ae" / "export"
     out = tiny_world_runs / "ae_decoder"
     assert main(["train", "ae", "--data", str(tiny_dataset), "--out", str(out), "--steps", "3", "--set", f"init={base}",
@@ -202,4 +199,4 @@ def test_decoder_fine_tune_keeps_the_latents(tiny_world_runs, tiny_dataset):
     before, after = load_weights(base)[0], load_weights(out / "export")[0]
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder.") or k == "latent_scale")
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
-    assert load_autoencoder(out / "export").cfg == load_autoencoder(base).cfg
+    assert load_export(out / "export")[0].cfg == load_export(base)[0].cfg

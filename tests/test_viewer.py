@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pygame
-import pytest
 
 from worldgen import viewer as viewer_module
 from worldgen.record import Clip, replay_clip

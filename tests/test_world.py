@@ -1,3 +1,5 @@
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -123,3 +125,28 @@ def test_every_pretrained_file_installs_with_the_package():
     installed = {p for pattern in patterns for p in glob.glob(pattern, root_dir=root)}
     files = {p.relative_to(root).as_posix() for p in PRETRAINED.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert files and files <= installed, sorted(files - installed)
+
+
+
+def test_playing_a_world_loads_no_training_code():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "import_arrows.py"
+    loaded = subprocess.run([sys.executable, str(script), "--play"], check=True, capture_output=True, text=True).stdout.split()
+    assert "worldgen.world" in loaded and "models.export" in loaded
+    assert not [m for m in loaded if m.startswith(("worldgen.train", "worldgen.data.latents", "worldgen.data.storage", "worldgen.eval"))]
+
+
+def test_a_world_from_modules_in_memory_steps_like_one_from_its_folder(tiny_world):
+    from models.export import load_export
+    from worldgen.world import read_spec
+
+    parts = [load_export(tiny_world / name)[0] for name in ("ae", "dynamics", "reward")]
+    a, b = World(tiny_world), World.from_modules(read_spec(tiny_world), *parts)
+    assert np.array_equal(a.reset(seed=3), b.reset(seed=3))
+    for action in [2, 5, 0]:
+        assert np.array_equal(a.step([action]).frames, b.step([action]).frames)
+    with pytest.raises(CheckpointError, match="world 'tiny': action_meanings names 2 actions"):
+        World.from_modules(dataclasses.replace(read_spec(tiny_world), action_meanings=["NOOP", "RIGHT"]), *parts)

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldgen.data.storage import write_atomic
+from models.export import load_export
+from worldgen.atomic import write_atomic
 from worldgen.rollout import for_inference, predict_next
 from worldgen.scm import SIGMA_D
 from worldgen.world import World
@@ -86,9 +87,7 @@ def bench_world(
             report["model_call_ms"][f"consistency_{steps}step"] = timed(
                 lambda: predict_next(world.net, ctx, acts, "consistency", steps, world.spec.context_noise), min_seconds) * 1e3
         if teacher is not None:
-            from worldgen.train.teacher import load_dynamics
-
-            net = for_inference(load_dynamics(Path(teacher), world.device)[0])
+            net = for_inference(load_export(Path(teacher), "dynamics", world.device)[0])
             for steps in (8, 32):
                 report["model_call_ms"][f"teacher_{steps}step"] = timed(
                     lambda: predict_next(net, ctx, acts, "ode", steps, world.spec.context_noise), min_seconds) * 1e3

@@ -207,7 +207,7 @@ def _eval(args: argparse.Namespace) -> int:
     from worldgen.eval import LatentCodec, Method, autoencoder_report, evaluate, format_table, held_out_seeds, record_references, write_report
     from worldgen.kit import kit_for
     from worldgen.rollout import for_inference
-    from worldgen.train.teacher import load_dynamics
+    from models.export import load_export
     from worldgen.world import World, teacher_of
 
     if args.threads:
@@ -222,14 +222,14 @@ def _eval(args: argparse.Namespace) -> int:
         methods.append(Method(f"world {spec.default_steps}-step", world.net, "ode", spec.default_steps))
     teacher_path = None if args.no_teacher else args.teacher or teacher_of(world.folder)
     if teacher_path:
-        teacher = for_inference(load_dynamics(teacher_path, world.device)[0])
+        teacher = for_inference(load_export(teacher_path, "dynamics", world.device)[0])
         methods += [Method("teacher 1-step mean", teacher, "ode", 1),
                     Method(f"teacher {args.teacher_steps} steps", teacher, "ode", args.teacher_steps)]
     for item in args.method:
         name, _, rest = item.partition("=")
         rest, _, noise = rest.partition("@")
         path, _, steps = rest.partition(":")
-        net, config = load_dynamics(Path(path), world.device)
+        net, config = load_export(Path(path), "dynamics", world.device)
         methods.append(Method(name, for_inference(net), config["sampler"], int(steps or (2 if config["sampler"] == "consistency" else 32)),
                               float(noise) if noise else None))
     used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())

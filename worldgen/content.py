@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from worldgen.data.storage import atomic_path
+from worldgen.atomic import atomic_path
 from worldgen.eval import LatentCodec, Method, generate
 from worldgen.frames import labelled_grid
 from worldgen.kit import ContentKit

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldgen.data.storage import atomic_path, write_atomic
+from worldgen.atomic import atomic_path, write_atomic
 from worldgen.frames import colour_recall, frequent_colours, labelled_grid, mse, psnr_from_mse, ssim, to_model, to_uint8
 from worldgen.kit import Detector, Objects
 from worldgen.rollout import predict_next, predict_reward

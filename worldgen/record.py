@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldgen.data.storage import atomic_path, write_atomic
+from worldgen.atomic import atomic_path, write_atomic
 from worldgen.world import World
 
 CLIP_FORMAT = "worldgen-clip"

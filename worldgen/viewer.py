@@ -216,7 +216,7 @@ class Viewer:
         start, frames = recording
         steps = [n for _, n in log] or [self.world.sampling_steps]
         clip = Clip(
-            world=str(self.world.folder),
+            world=str(self.world.folder or self.world.spec.name),
             seed=self.seed,
             sampling_steps=steps[0] if len(set(steps)) == 1 else steps,
             prompt=self.prompt,

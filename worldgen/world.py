@@ -18,10 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
+from models.export import load_export
 import models
 from worldgen.checkpoint import CheckpointError
-from worldgen.data.storage import atomic_folder
+from worldgen.atomic import atomic_folder
 from worldgen.frames import to_model, to_uint8
 from worldgen.rollout import for_inference, predict_next, predict_reward
 from worldgen.scm import SIGMA_D
@@ -240,22 +242,40 @@ class World:
         """`compile`: run the networks through torch.compile (see `rollout.for_inference`).
         `trusted_modules`: Python modules the world's `source_env` may name besides worldgen's
         own (see `data.sources.trusted_env_id`); a world folder never runs code otherwise."""
-        from worldgen.train.ae import load_autoencoder
-        from worldgen.train.reward import load_reward
-        from worldgen.train.teacher import load_dynamics
-
-        if not _is_int(batch_size, 1, 1 << 16):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.folder = resolve_world(world)
-        self.spec = read_spec(self.folder)
-        self.trusted_modules = tuple(trusted_modules)
+        folder = resolve_world(world)
+        spec = read_spec(folder)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.ae = load_autoencoder(self.folder / "ae", self.device)
-        self.net, _ = load_dynamics(self.folder / "dynamics", self.device)
-        self.reward_head = load_reward(self.folder / "reward", self.device)
-        self._check_parts()
+        ae, ae_config = load_export(folder / "ae", "autoencoder", device)
+        net = load_export(folder / "dynamics", "dynamics", device)[0]
+        reward_head = load_export(folder / "reward", "reward", device)[0]
+        self._setup(spec, ae, net, reward_head, folder, ae_config.get("frame_size"), sampling_steps, batch_size, compile,
+                    trusted_modules)
+
+    @classmethod
+    def from_modules(cls, spec: WorldSpec, ae: nn.Module, dynamics: nn.Module, reward_head: nn.Module,
+                     sampling_steps: int | None = None, batch_size: int = 1, compile: bool = False,
+                     trusted_modules: Sequence[str] = ()) -> "World":
+        """A world from networks already in memory (on one device): a run being trained, or
+        random weights in a test. Checked against `spec` as a folder's networks are."""
+        problems = _spec_problems(spec)
+        if problems:
+            raise ValueError(f"world spec {spec.name!r}: " + "; ".join(problems))
+        world = cls.__new__(cls)
+        world._setup(spec, ae.eval(), dynamics.eval(), reward_head.eval(), None, None, sampling_steps, batch_size, compile,
+                     trusted_modules)
+        return world
+
+    def _setup(self, spec: WorldSpec, ae: nn.Module, net: nn.Module, reward_head: nn.Module, folder: Path | None,
+               trained_size: int | None, sampling_steps: int | None, batch_size: int, compile: bool,
+               trusted_modules: Sequence[str]) -> None:
+        if not _is_int(batch_size, 1, 1 << 16):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.spec, self.trusted_modules = spec, tuple(trusted_modules)
+        self.folder = folder  # where the world was loaded from; None for one built from modules
+        self.ae, self.net, self.reward_head = ae, net, reward_head
+        self.device = next(net.parameters()).device
+        self._check_parts(trained_size)
         self.ae.decoder, self.net, self.reward_head = (
             for_inference(m, compile) for m in (self.ae.decoder, self.net, self.reward_head))
         self.batch_size = batch_size
@@ -268,10 +288,13 @@ class World:
         """(B, K - 1): the actions between the context frames."""
         self.steps = np.zeros(batch_size, dtype=np.int64)
 
-    def _check_parts(self) -> None:
-        """The networks must be those world.json describes: a mismatch would run and draw garbage."""
-        spec, where = self.spec, self.folder / WORLD_FILE
-        trained_size = json.loads((self.folder / "ae" / "config.json").read_text()).get("frame_size")
+    @property
+    def _where(self) -> str:
+        return str(self.folder / WORLD_FILE) if self.folder else f"world {self.spec.name!r}"
+
+    def _check_parts(self, trained_size: int | None) -> None:
+        """The networks must be those the spec describes: a mismatch would run and draw garbage."""
+        spec = self.spec
         problems = []
         if trained_size is not None and trained_size != spec.frame_size:
             problems.append(f"frame_size is {spec.frame_size} but the autoencoder was trained on {trained_size}x{trained_size} frames")
@@ -287,7 +310,7 @@ class World:
         if net.latent_channels != self.ae.cfg.latent_channels:
             problems.append(f"the dynamics network takes {net.latent_channels} latent channels, the autoencoder makes {self.ae.cfg.latent_channels}")
         if problems:
-            raise CheckpointError(f"{where}: " + "; ".join(problems))
+            raise CheckpointError(f"{self._where}: " + "; ".join(problems))
 
     def make_source(self, **kwargs: Any) -> Any:
         """The real game the world was trained on (a Gymnasium env), made without importing any
@@ -416,7 +439,7 @@ class World:
         acts = torch.cat([self.actions, torch.from_numpy(a).to(self.device)[:, None]], dim=1)  # (B, K)
         nxt = predict_next(self.net, self.context, acts, self.spec.sampler, self._steps, self.spec.context_noise, self.generators)
         if not torch.isfinite(nxt).all():
-            raise CheckpointError(f"{self.folder}: the world drew NaN or infinite values at step {int(self.steps.max()) + 1}; "
+            raise CheckpointError(f"{self._where}: the world drew NaN or infinite values at step {int(self.steps.max()) + 1}; "
                                   "its networks are broken")
         reward, ended = predict_reward(self.reward_head, self.context, acts, nxt)
         frames = to_uint8(self.ae.decode(nxt / SIGMA_D)).numpy()

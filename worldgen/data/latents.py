@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from worldgen.checkpoint import WEIGHTS
 from worldgen.data.dataset import EpisodeDataset
-from worldgen.data.storage import atomic_folder
+from worldgen.atomic import atomic_folder
 from worldgen.frames import to_model
 
 

@@ -14,7 +14,8 @@ A dataset is a folder with `manifest.json` and one compressed shard per episode,
 
 Frames are stored in chunks so a training window decompresses a few dozen frames, not a
 whole episode: datasets larger than RAM train from disk. Every file is written to a temporary
-name and renamed, so an interrupted write never leaves a partial shard or manifest.
+name and renamed (`worldgen.atomic`), so an interrupted write never leaves a partial shard or
+manifest.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
-import tempfile
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from worldgen.atomic import write_atomic
 
 SHARD_FORMAT = "worldgen-episode"
 DATASET_FORMAT = "worldgen-dataset"
@@ -82,51 +83,6 @@ class Episode:
         for name in ("rewards", "terminated", "truncated"):
             if len(getattr(self, name)) != t:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {t} actions")
-
-
-@contextmanager
-def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary file name beside `path` (ending in `suffix`, for writers that pick a
-    format by extension); on success the file replaces `path` in one rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)  # a missing output folder is made, not a traceback
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; datasets and clips are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_atomic(path: Path, write: Any, suffix: str = ".tmp") -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it into place."""
-    with atomic_path(path, suffix) as tmp, open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-@contextmanager
-def atomic_folder(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `final`; on success it replaces `final` in one rename."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.*"):  # left by a process killed mid-write
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes folders private
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @contextmanager

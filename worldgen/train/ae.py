@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from models.autoencoder import AUTOENCODER_PRESETS, Autoencoder, AutoencoderConfig
-from worldgen.checkpoint import load_module, save_weights
+from models.export import load_export
+from worldgen.checkpoint import save_weights
 from worldgen.data.windows import WindowDataset
 from worldgen.frames import colour_recall, frequent_colours, grid, mse, psnr_from_mse, to_model, to_uint8
-from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
+from worldgen.train.config import OptimConfig, RunConfig, preset
 from worldgen.train.loop import Context
 
 
@@ -49,7 +50,7 @@ class AEStage:
     def __init__(self, cfg: AETrainConfig, data: Path) -> None:
         self.cfg = cfg
         if cfg.init:
-            self.ae = load_autoencoder(Path(cfg.init))
+            self.ae = load_export(Path(cfg.init), "autoencoder")[0]
             cfg.model = self.ae.cfg
             self.ae.train()
         else:
@@ -123,12 +124,6 @@ def colour_rarity(frames: torch.Tensor, power: float, clip: float) -> torch.Tens
     per_colour = (counts.float().mean() / counts.float()).pow(power).clamp(1.0, clip)
     weight = per_colour[inverse]
     return weight / weight.mean()
-
-
-def load_autoencoder(folder: Path, device: torch.device | str = "cpu") -> Autoencoder:
-    """An exported autoencoder (weights folder), in eval mode."""
-    build = lambda config: Autoencoder(from_dict(AutoencoderConfig, config["model"]))  # noqa: E731
-    return load_module(folder, ("autoencoder",), build, device)[0]
 
 
 def apply_preset(cfg: AETrainConfig) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from models.configs import coerce
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,36 +53,6 @@ class RunConfig:
     """torch CPU threads (0: torch's default)."""
 
 
-def _coerce(value: Any, kind: Any) -> Any:
-    """Turn a TOML or command-line value into the dataclass field's type."""
-    origin = typing.get_origin(kind)
-    if origin is tuple:
-        items = json.loads(value) if isinstance(value, str) else value
-        args = typing.get_args(kind)
-        item_types = [args[0]] * len(items) if len(args) == 2 and args[1] is Ellipsis else list(args)
-        if len(item_types) != len(items):
-            raise ValueError(f"expected {len(item_types)} values, got {items!r}")
-        return tuple(_coerce(v, t) for v, t in zip(items, item_types))
-    if origin is typing.Union or str(origin) == "types.UnionType":
-        options = [a for a in typing.get_args(kind) if a is not type(None)]
-        if value in (None, "none", "None"):
-            return None
-        return _coerce(value, options[0])
-    if kind is bool:
-        if isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"expected true or false, got {value!r}")
-            return value.lower() in ("true", "1")
-        return bool(value)
-    if kind is int and (isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if kind in (int, float, str):
-        return kind(value)
-    if dataclasses.is_dataclass(kind):
-        raise ValueError("a section, not a value")
-    return value
-
-
 def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "override") -> Any:
     """Set dotted keys (`optim.lr`) on a (nested) dataclass, checking names and types."""
     for key, value in overrides.items():
@@ -96,7 +67,7 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "override"
             raise ValueError(f"{where}: unknown config key {key!r}; known: {', '.join(sorted(fields))}")
         hints = typing.get_type_hints(type(obj))
         try:
-            setattr(obj, name, _coerce(value, hints[name]))
+            setattr(obj, name, coerce(value, hints[name]))
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: bad value {value!r} for {key!r} ({hints[name]}): {e}") from None
     return cfg
@@ -134,18 +105,6 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
-
-
-def from_dict(kind: type, data: dict[str, Any]) -> Any:
-    """Rebuild a nested dataclass from `to_dict` output (as stored in a checkpoint's JSON)."""
-    hints = typing.get_type_hints(kind)
-    kwargs = {}
-    for f in dataclasses.fields(kind):
-        if f.name not in data:
-            continue
-        value, t = data[f.name], hints[f.name]
-        kwargs[f.name] = from_dict(t, value) if dataclasses.is_dataclass(t) else _coerce(value, t)
-    return kind(**kwargs)
 
 
 def preset(presets: dict[str, Any], name: str, what: str) -> Any:

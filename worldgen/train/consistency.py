@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 from models.dynamics import DynamicsConfig
+from models.export import load_export
 from worldgen import scm
 from worldgen.rollout import bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context, unwrap
 from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
-from worldgen.train.teacher import load_dynamics, save_dynamics
+from worldgen.train.teacher import save_dynamics
 
 
 @dataclass
@@ -59,17 +60,17 @@ class ConsistencyStage:
         if cfg.mode not in ("scd", "sct"):
             raise ValueError(f"mode must be scd or sct, got {cfg.mode!r}")
         self.cfg = cfg
-        self.net, teacher_config = load_dynamics(teacher_folder)
+        self.net, teacher_config = load_export(teacher_folder, "dynamics")
         if teacher_config["kind"] != "teacher":
             raise ValueError(f"{teacher_folder}: sCD and sCT start from a teacher export, this is {teacher_config['kind']!r}")
         self.net.train()
         cfg.model = self.net.cfg
         cfg.context_noise_max = teacher_config["context_noise_max"]
-        self.teacher = load_dynamics(teacher_folder)[0] if cfg.mode == "scd" else None
+        self.teacher = load_export(teacher_folder, "dynamics")[0] if cfg.mode == "scd" else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
         self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames)
-        self.own = OwnRollouts(cfg.own, cfg.model.context, "consistency", load_dynamics)
+        self.own = OwnRollouts(cfg.own, cfg.model.context, "consistency")
         dims = math.prod(self.data.train.latents.latent_shape)
         self.weight = scm.AdaptiveWeight(init=-math.log(dims) if cfg.tangent_norm == "l2" else 0.0)
         self.name = cfg.mode

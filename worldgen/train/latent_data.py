@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.export import load_export
 from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
 from worldgen.frames import grid, mse, psnr_from_mse, to_uint8
 from worldgen.rollout import rollout
 from worldgen.scm import SIGMA_D
-from worldgen.train.ae import load_autoencoder
 
 
 class LatentData:
@@ -23,7 +23,7 @@ class LatentData:
     stages that first roll the world out from the earliest of them (`OwnRollouts`)."""
 
     def __init__(self, data: Path, ae_folder: Path, context: int, val_fraction: float, val_windows: int, lead: int = 0) -> None:
-        self.ae = load_autoencoder(ae_folder)
+        self.ae = load_export(ae_folder, "autoencoder")[0]
         store = encode_dataset(self.ae, ae_folder, data)
         self.train = WindowDataset(data, context + lead, "train", val_fraction, latents=store)
         self.val = WindowDataset(data, context, "val", val_fraction, latents=store)

@@ -27,7 +27,7 @@ from worldgen.checkpoint import (
     optimizer_to_flat,
     save_state,
 )
-from worldgen.scm import EMA
+from worldgen.train.ema import EMA
 from worldgen.train.config import OptimConfig, RunConfig
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from models.export import load_export
 from worldgen import scm
 from worldgen.rollout import rollout
 
@@ -67,14 +67,13 @@ class OwnRollouts:
     before the usual K (U = `cfg.frames`); `apply` returns a batch of the usual K.
     """
 
-    def __init__(self, cfg: OwnRolloutConfig, k: int, own_sampler: str,
-                 load_generator: Callable[[Path], tuple[nn.Module, dict[str, Any]]]) -> None:
+    def __init__(self, cfg: OwnRolloutConfig, k: int, own_sampler: str) -> None:
         cfg.validate()
         self.cfg, self.k = cfg, k
         self.generator: nn.Module | None = None
         self.sampler = own_sampler
         if cfg.share > 0 and cfg.generator != "self":
-            net, config = load_generator(Path(cfg.generator))
+            net, config = load_export(Path(cfg.generator), "dynamics")
             if net.cfg.context != k:
                 raise ValueError(f"own.generator {cfg.generator} has a context of {net.cfg.context} frames, the trained network {k}")
             self.generator, self.sampler = net.requires_grad_(False), config["sampler"]

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.reward import REWARD_PRESETS, RewardConfig, RewardHead
-from worldgen.checkpoint import load_module, save_weights
+from worldgen.checkpoint import save_weights
 from worldgen.data.windows import WindowDataset
 from worldgen.rollout import noise_context, predict_reward, symlog
 from worldgen.scm import SIGMA_D
-from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
+from worldgen.train.config import OptimConfig, RunConfig, preset
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context
 
@@ -98,12 +98,6 @@ class RewardStage:
         reward = torch.cat([p[0] for p in preds]).cpu().numpy()
         ended = torch.cat([p[1] for p in preds]).cpu().numpy()
         return event_scores(reward, torch.cat(truth_r).cpu().numpy(), ended, torch.cat(truth_t).cpu().numpy())
-
-
-def load_reward(folder: Path, device: torch.device | str = "cpu") -> RewardHead:
-    """An exported reward and termination head, in eval mode."""
-    build = lambda config: RewardHead(from_dict(RewardConfig, config["model"]))  # noqa: E731
-    return load_module(folder, ("reward",), build, device)[0]
 
 
 def apply_preset(cfg: RewardTrainConfig) -> None:

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from models.dynamics import DYNAMICS_PRESETS, DynamicsConfig, DynamicsNet
+from models.export import load_export
 from worldgen import scm
-from worldgen.checkpoint import load_module, save_weights
+from worldgen.checkpoint import save_weights
 from worldgen.rollout import bind, noise_context, predict_next
-from worldgen.train.config import OptimConfig, RunConfig, from_dict, preset
+from worldgen.train.config import OptimConfig, RunConfig, preset
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context, unwrap
 from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
@@ -54,7 +55,7 @@ class TeacherStage:
     def __init__(self, cfg: TeacherTrainConfig, data: Path, ae_folder: Path) -> None:
         self.cfg = cfg
         if cfg.init:
-            self.net, config = load_dynamics(Path(cfg.init))
+            self.net, config = load_export(Path(cfg.init), "dynamics")
             if config["kind"] != "teacher":
                 raise ValueError(f"init: {cfg.init} is a {config['kind']!r} export; a teacher starts from a teacher")
             cfg.model = self.net.cfg
@@ -67,7 +68,7 @@ class TeacherStage:
         cfg.model.num_actions, cfg.model.latent_channels = actions, channels
         if not cfg.init:
             self.net = DynamicsNet(cfg.model)
-        self.own = OwnRollouts(cfg.own, cfg.model.context, "ode", load_dynamics)
+        self.own = OwnRollouts(cfg.own, cfg.model.context, "ode")
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -122,12 +123,6 @@ def save_dynamics(folder: Path, net: nn.Module, kind: str, cfg: Any) -> None:
             "context_noise_max": cfg.context_noise_max,
         },
     )
-
-
-def load_dynamics(folder: Path, device: torch.device | str = "cpu") -> tuple[DynamicsNet, dict[str, Any]]:
-    """An exported dynamics network (teacher, sct or scd) in eval mode, and its config."""
-    build = lambda config: DynamicsNet(from_dict(DynamicsConfig, config["model"]))  # noqa: E731
-    return load_module(folder, ("teacher", "sct", "scd"), build, device)
 
 
 def apply_preset(cfg: TeacherTrainConfig) -> None:
