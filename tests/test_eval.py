@@ -153,7 +153,7 @@ def test_cli_pack_and_eval_write_a_report(tiny_world, tiny_world_runs, tiny_data
 
 
 def test_event_scores_count_hits_and_say_nan_when_there_is_nothing_to_score():
-    from worldgen.eval import event_scores
+    from worldgen.metrics import event_scores
 
     truth_r = np.array([0.0, 1.0, -1.0, 0.0, 10.0])
     truth_t = np.array([False, False, True, False, True])

@@ -71,10 +71,13 @@ def test_teacher_loss_falls_and_validation_is_logged(tiny_world_runs):
 @pytest.mark.parametrize("mode", ["scd", "sct"])
 def test_consistency_stages_start_from_the_teacher(tiny_world_runs, tiny_dataset, mode):
     out = tiny_world_runs / mode
+    noise = ["--set", "context_noise_max=0.25"] if mode == "sct" else []  # a setting of the user's is kept
     assert main(["train", "scm", "--mode", mode, "--data", str(tiny_dataset), "--out", str(out), "--steps", "4",
-                 "--set", "run.val_fraction=0.3", "--set", "run.log_every=2"]) == 0
+                 "--set", "run.val_fraction=0.3", "--set", "run.log_every=2", *noise]) == 0
     _, config = load_weights(out / "export")
     assert config["kind"] == mode and config["sampler"] == "consistency"
+    teacher_noise = load_weights(tiny_world_runs / "teacher" / "export")[1]["context_noise_max"]
+    assert config["context_noise_max"] == (0.25 if noise else teacher_noise) and teacher_noise != 0.25
     tensors, _ = load_state(list_states(out)[-1])
     teacher, _ = load_weights(tiny_world_runs / "teacher" / "export")
     assert "model.weight.linear.weight" in tensors, "the adaptive weight w(t) is trained too"

@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("play", help="play a generated world with the keyboard (pygame window)")
     p.add_argument("--world", default="platformer", help="pretrained name or world folder (default: platformer)")
     p.add_argument("--prompt", default=None, help="an image file to start from (default: a level of the source game)")
-    p.add_argument("--steps", type=int, choices=[1, 2], default=None, help="sampling steps (TAB switches while playing)")
+    p.add_argument("--sampling-steps", "--steps", dest="steps", type=int, choices=[1, 2], default=None,
+                   help="sampling steps per frame (TAB switches while playing; --steps: the old name, kept for a release)")
     p.add_argument("--scale", type=int, default=8, help="window pixels per frame pixel")
     p.add_argument("--compare", action="store_true", help="show the real source game beside, with a drift meter")
     p.add_argument("--seed", type=int, default=0, help="level seed of the source game and noise seed")
@@ -337,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "loaded, so load only agents you trust")
     p.add_argument("--frames", type=_positive, default=300)
     p.add_argument("--prompt", default=None, help="an image file to start from (default: level --seed of the source game)")
-    p.add_argument("--steps", type=int, choices=[1, 2], default=None)
+    p.add_argument("--sampling-steps", "--steps", dest="steps", type=int, choices=[1, 2], default=None,
+                   help="sampling steps per frame (--steps: the old name, kept for a release)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=_positive, default=4, help="video pixels per frame pixel")
     p.add_argument("-o", "--output", type=Path, required=True, help="clip.mp4 or clip.gif (the actions go to clip.json)")

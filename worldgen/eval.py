@@ -29,6 +29,7 @@ from tqdm import tqdm
 from worldgen.atomic import atomic_path, write_atomic
 from worldgen.frames import colour_recall, frequent_colours, labelled_grid, mse, psnr_from_mse, ssim, to_model, to_uint8
 from worldgen.kit import Detector, Objects
+from worldgen.metrics import event_scores, match_objects
 from worldgen.rollout import predict_next, predict_reward
 from worldgen.scm import SIGMA_D
 
@@ -239,14 +240,6 @@ def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec
     return np.stack(frames, axis=1)
 
 
-def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> tuple[int, int]:
-    """(real objects with a generated one within match_px, generated objects with no real one near)."""
-    if not len(real) or not len(generated):
-        return 0, len(generated)
-    d = np.linalg.norm(real[:, None] - generated[None], axis=2)  # (n_real, n_generated)
-    return int((d.min(axis=1) <= match_px).sum()), int((d.min(axis=0) > match_px).sum())
-
-
 def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float = 3.0, miss_penalty: float = 16.0,
                     window: int = OBJECT_WINDOW) -> dict[str, float]:
     """How well the generated frames keep the game's objects.
@@ -304,20 +297,6 @@ def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float
             out[f"{kind}_kept_prompt"] = kept_prompt[kind][0] / kept_prompt[kind][1] if kept_prompt[kind][1] else nan
             out[f"{kind}_counted_prompt"] = kept_prompt[kind][1]
     return out
-
-
-def event_scores(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true_ended: np.ndarray) -> dict[str, float]:
-    """Precision and recall of reward events (|r| >= 0.5, sign right) and of terminations, and
-    how many real ones there were; NaN where a share has nothing to divide by."""
-
-    def pr(pred: np.ndarray, truth: np.ndarray, hit: np.ndarray) -> tuple[float, float]:
-        tp = float((pred & truth & hit).sum())
-        return (tp / pred.sum() if pred.sum() else float("nan")), (tp / truth.sum() if truth.sum() else float("nan"))
-
-    rp, rr = pr(np.abs(reward) >= 0.5, true_reward != 0, np.sign(reward) == np.sign(true_reward))
-    tp, tr = pr(ended, true_ended, np.ones_like(ended))
-    return {"reward_precision": rp, "reward_recall": rr, "termination_precision": tp, "termination_recall": tr,
-            "reward_events": int((true_reward != 0).sum()), "terminations": int(true_ended.sum())}
 
 
 def evaluate(

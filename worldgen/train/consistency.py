@@ -45,7 +45,8 @@ class ConsistencyTrainConfig:
     tangent_norm: str = "l2"
     """Per-sample tangent normalisation g / (||g|| + c): l2 (as the paper) or rms."""
     tangent_c: float = 0.1
-    context_noise_max: float = 0.5
+    context_noise_max: float | None = None
+    """Context-noise augmentation as in the teacher (None: the teacher's own setting)."""
     play_context_noise: float = 0.05
     val_windows: int = 64
     own: OwnRolloutConfig = field(default_factory=OwnRolloutConfig)
@@ -65,7 +66,8 @@ class ConsistencyStage:
             raise ValueError(f"{teacher_folder}: sCD and sCT start from a teacher export, this is {teacher_config['kind']!r}")
         self.net.train()
         cfg.model = self.net.cfg
-        cfg.context_noise_max = teacher_config["context_noise_max"]
+        if cfg.context_noise_max is None:
+            cfg.context_noise_max = teacher_config["context_noise_max"]
         self.teacher = load_export(teacher_folder, "dynamics")[0] if cfg.mode == "scd" else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)

@@ -93,7 +93,7 @@ class RewardStage:
             preds.append(predict_reward(ema["head"], batch["context"], batch["actions"], batch["target"]))
             truth_r.append(batch["reward"])
             truth_t.append(batch["terminated"])
-        from worldgen.eval import event_scores
+        from worldgen.metrics import event_scores
 
         reward = torch.cat([p[0] for p in preds]).cpu().numpy()
         ended = torch.cat([p[1] for p in preds]).cpu().numpy()
