@@ -14,6 +14,7 @@ from worldgen.content import content_report, format_content, record_streams, wri
 from worldgen.eval import LatentCodec, Method
 from worldgen.frames import colour_recall, frequent_colours, to_model
 from worldgen.kit import GameKit, kit_for
+from worldgen.rollout import Sampler
 
 K = 4
 
@@ -94,9 +95,9 @@ def test_a_world_that_draws_the_real_game_scores_one_everywhere(streams, tmp_pat
     blank = np.empty_like(real)
     blank[:] = palette.SKY
     codec = LatentCodec(Identity(), torch.device("cpu"))
-    methods = [Method("repeat last frame", None), Method("oracle", Scripted(real), "consistency", 1),
-               Method("empty", Scripted(blank), "consistency", 1)]
-    report = content_report(methods, streams, codec, K, 0.0, KIT.content, frames)
+    one_step = Sampler("consistency", 1, 0.0)
+    methods = [Method("repeat last frame", None), Method("oracle", Scripted(real), one_step), Method("empty", Scripted(blank), one_step)]
+    report = content_report(methods, streams, codec, K, KIT.content, frames)
     assert report["bins"] == [(1, 32), (33, 128), (129, 140)]
     assert list(report["methods"]) == ["oracle", "empty"]
     oracle, empty = report["methods"]["oracle"], report["methods"]["empty"]
@@ -156,7 +157,7 @@ def test_a_method_can_play_at_its_own_context_noise(streams):
     codec = LatentCodec(Identity(), torch.device("cpu"))
     context = codec.encode(streams[0].frames[:K])[None]  # (1, K, 3, 64, 64)
     actions = torch.zeros(1, K + 2, dtype=torch.long)
-    clean = generate(Method("world", CopyLast(), "consistency", 1), context, actions, codec, 0.0)
+    clean = generate(Method("world", CopyLast(), Sampler("consistency", 1, 0.0)), context, actions, codec)
     assert np.array_equal(clean[0, 0], streams[0].frames[K - 1])
-    noisy = generate(Method("noisier", CopyLast(), "consistency", 1, context_noise=0.5), context, actions, codec, 0.0)
+    noisy = generate(Method("noisier", CopyLast(), Sampler("consistency", 1, 0.5)), context, actions, codec)
     assert np.abs(noisy[0, 0].astype(int) - streams[0].frames[K - 1]).mean() > 10

@@ -9,6 +9,7 @@ from envs.platformer import palette as P
 from worldgen.data.dataset import EpisodeDataset
 from worldgen.eval import Method, Rollouts, evaluate, format_table, held_out_seeds, object_fidelity, open_loop, record_references, write_report
 from worldgen.frames import mse, psnr_from_mse, ssim
+from worldgen.rollout import Sampler
 
 
 def refs(n=2, steps=60):
@@ -29,7 +30,7 @@ def test_references_are_real_play_with_ground_truth():
 
 def test_object_fidelity_is_perfect_on_the_real_frames_and_zero_on_empty_ones():
     refs_ = refs(2, 120)
-    baseline = open_loop(Method("repeat", None), refs_, _CopyCodec(), 4, 32, 0.0, starts=3)
+    baseline = open_loop(Method("repeat", None), refs_, _CopyCodec(), 4, 32, starts=3)
     r = Rollouts(baseline.real, baseline.real, baseline.player, baseline.objects, baseline.prompt_ids)
     perfect = object_fidelity(r, detect_objects, 32)
     assert perfect["player_error_px"] < 1.0 and perfect["player_found"] == 1.0 and perfect["invented_per_frame"] == 0
@@ -80,8 +81,8 @@ class _ZeroHead(torch.nn.Module):
 
 def test_evaluate_scores_every_method_against_the_same_reality(tmp_path):
     rs = refs(2, 60)
-    methods = [Method("repeat", None), Method("zero", _ZeroNet(), "consistency", 1)]
-    report = evaluate(methods, rs, _CopyCodec(), k=4, context_noise=0.0, horizons=[1, 8], detect=detect_objects,
+    methods = [Method("repeat", None), Method("zero", _ZeroNet(), Sampler("consistency", 1, 0.0))]
+    report = evaluate(methods, rs, _CopyCodec(), k=4, horizons=[1, 8], detect=detect_objects,
                       num_actions=6, controllability_at=(2, 4), object_horizon=8, reward_head=_ZeroHead())
     rows = report["methods"]
     last = np.stack([r.frames[t - 1] for r in rs for t in range(4, len(r.frames), 4)])

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from models.export import load_export
 from worldgen.atomic import write_atomic
-from worldgen.rollout import for_inference, predict_next
+from worldgen.rollout import Sampler, for_inference, predict_next
 from worldgen.scm import SIGMA_D
 from worldgen.world import World
 
@@ -85,18 +85,18 @@ def bench_world(
         report["model_call_ms"]["reward head"] = timed(lambda: world.reward_head(ctx, acts, x), min_seconds) * 1e3
         for steps in (1, 2):
             report["model_call_ms"][f"consistency_{steps}step"] = timed(
-                lambda: predict_next(world.net, ctx, acts, "consistency", steps, world.spec.context_noise), min_seconds) * 1e3
+                lambda: predict_next(world.net, ctx, acts, Sampler("consistency", steps, world.spec.context_noise)), min_seconds) * 1e3
         if teacher is not None:
             net = for_inference(load_export(Path(teacher), "dynamics", world.device)[0])
             for steps in (8, 32):
                 report["model_call_ms"][f"teacher_{steps}step"] = timed(
-                    lambda: predict_next(net, ctx, acts, "ode", steps, world.spec.context_noise), min_seconds) * 1e3
+                    lambda: predict_next(net, ctx, acts, Sampler("ode", steps, world.spec.context_noise)), min_seconds) * 1e3
                 report["throughput"][f"teacher {steps} steps"] = {}
                 for b in teacher_batches:
                     bctx, bacts = ctx.expand(b, *ctx.shape[1:]), acts.expand(b, -1)
 
                     def frames() -> None:  # the world's step with the teacher's sampler: network calls, then decode
-                        world.ae.decode(predict_next(net, bctx, bacts, "ode", steps, world.spec.context_noise) / SIGMA_D)
+                        world.ae.decode(predict_next(net, bctx, bacts, Sampler("ode", steps, world.spec.context_noise)) / SIGMA_D)
 
                     report["throughput"][f"teacher {steps} steps"][b] = b / timed(frames, min_seconds, min_calls=1)
     bar.close()

@@ -206,7 +206,7 @@ def _eval(args: argparse.Namespace) -> int:
     from worldgen.data.policies import RandomRepeatPolicy
     from worldgen.eval import LatentCodec, Method, autoencoder_report, evaluate, format_table, held_out_seeds, record_references, write_report
     from worldgen.kit import kit_for
-    from worldgen.rollout import for_inference
+    from worldgen.rollout import Sampler, for_inference
     from models.export import load_export
     from worldgen.world import World, teacher_of
 
@@ -215,23 +215,25 @@ def _eval(args: argparse.Namespace) -> int:
     world = World(args.world, trusted_modules=args.trust_module)
     spec = world.spec
     codec = LatentCodec(world.ae, world.device)
+    noise = spec.context_noise
     methods = [Method("repeat last frame", None)]
     if spec.sampler == "consistency":
-        methods += [Method(f"world {n}-step", world.net, "consistency", n) for n in (2, 1)]
+        methods += [Method(f"world {n}-step", world.net, Sampler("consistency", n, noise)) for n in (2, 1)]
     else:
-        methods.append(Method(f"world {spec.default_steps}-step", world.net, "ode", spec.default_steps))
+        methods.append(Method(f"world {spec.default_steps}-step", world.net, Sampler("ode", spec.default_steps, noise)))
     teacher_path = None if args.no_teacher else args.teacher or teacher_of(world.folder)
     if teacher_path:
         teacher = for_inference(load_export(teacher_path, "dynamics", world.device)[0])
-        methods += [Method("teacher 1-step mean", teacher, "ode", 1),
-                    Method(f"teacher {args.teacher_steps} steps", teacher, "ode", args.teacher_steps)]
+        methods += [Method("teacher 1-step mean", teacher, Sampler("ode", 1, noise)),
+                    Method(f"teacher {args.teacher_steps} steps", teacher, Sampler("ode", args.teacher_steps, noise))]
     for item in args.method:
         name, _, rest = item.partition("=")
-        rest, _, noise = rest.partition("@")
+        rest, _, play_noise = rest.partition("@")
         path, _, steps = rest.partition(":")
         net, config = load_export(Path(path), "dynamics", world.device)
-        methods.append(Method(name, for_inference(net), config["sampler"], int(steps or (2 if config["sampler"] == "consistency" else 32)),
-                              float(noise) if noise else None))
+        kind = config["sampler"]
+        sampler = Sampler(kind, int(steps or (2 if kind == "consistency" else 32)), float(play_noise) if play_noise else noise)
+        methods.append(Method(name, for_inference(net), sampler))
     used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
     seeds = args.seed_list or held_out_seeds(args.seeds, used)
     kit = kit_for(spec.source_env)
@@ -244,7 +246,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.content_only:
         report: dict = {"horizons": [], "methods": {}}
     else:
-        report = evaluate(methods, refs, codec, spec.context, spec.context_noise, horizons, kit.detect,
+        report = evaluate(methods, refs, codec, spec.context, horizons, kit.detect,
                           len(spec.action_meanings), reward_head=world.reward_head, log=log)
     report["autoencoder"] = autoencoder_report(codec, refs, kit.detect, kit.palette)
     report["seeds"] = seeds
@@ -254,7 +256,7 @@ def _eval(args: argparse.Namespace) -> int:
         stream_seeds = held_out_seeds(len(seeds) + args.content_streams * 8, used)[len(seeds):]
         streams = record_streams(world.make_source, new_policy(1), stream_seeds,
                                  args.content_streams, args.content_frames + spec.context)
-        report["content"] = content_report(methods, streams, codec, spec.context, spec.context_noise, kit.content,
+        report["content"] = content_report(methods, streams, codec, spec.context, kit.content,
                                            args.content_frames, log=log)
         write_content(report["content"], args.out)
     write_report(report, args.out)

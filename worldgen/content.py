@@ -92,7 +92,7 @@ def _ratio(world: list[float], real: list[float]) -> list[float]:
     return [w / r if r > 0 else float("nan") for w, r in zip(world, real)]
 
 
-def content_report(methods: list[Method], streams: list[Stream], codec: LatentCodec, k: int, context_noise: float,
+def content_report(methods: list[Method], streams: list[Stream], codec: LatentCodec, k: int,
                    kit: ContentKit, frames: int = 1000, seed: int = 0,
                    log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Every method's content rates against the real game's, per horizon bin and per doubling
@@ -116,7 +116,7 @@ def content_report(methods: list[Method], streams: list[Stream], codec: LatentCo
         if m.net is None:
             continue
         log(f"content: {m.name}, {len(streams)} x {frames} frames ({i + 1}/{len(methods)})")
-        generated = generate(m, context, actions, codec, context_noise, seed)  # (R, H, ...)
+        generated = generate(m, context, actions, codec, seed)  # (R, H, ...)
         values = _measure(kit, generated)
         rates, rates_curve = _rates(values, bins), _rates(values, curve)
         report["methods"][m.name] = {

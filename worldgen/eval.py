@@ -30,7 +30,7 @@ from worldgen.atomic import atomic_path, write_atomic
 from worldgen.frames import colour_recall, frequent_colours, labelled_grid, mse, psnr_from_mse, ssim, to_model, to_uint8
 from worldgen.kit import Detector, Objects
 from worldgen.metrics import event_scores, match_objects
-from worldgen.rollout import predict_next, predict_reward
+from worldgen.rollout import Sampler, predict_next, predict_reward, rollout_steps
 from worldgen.scm import SIGMA_D
 
 OBJECT_WINDOW = 8
@@ -101,13 +101,7 @@ class Method:
 
     name: str
     net: torch.nn.Module | None
-    sampler: str = "consistency"
-    steps: int = 2
-    context_noise: float | None = None
-    """Context noise at play for this method (None: the world's)."""
-
-    def noise(self, default: float) -> float:
-        return default if self.context_noise is None else self.context_noise
+    sampler: Sampler = Sampler()
 
 
 class LatentCodec:
@@ -167,13 +161,13 @@ def teacher_forced_windows(refs: list[Reference], codec: LatentCodec, k: int, ev
                    np.array(reward), np.array(ended), np.array(regular))
 
 
-def predict_windows(method: Method, w: Windows, codec: LatentCodec, context_noise: float, seed: int = 0) -> torch.Tensor | None:
+def predict_windows(method: Method, w: Windows, codec: LatentCodec, seed: int = 0) -> torch.Tensor | None:
     """Next latents for every window (None for the repeat-last baseline, which has none)."""
     if method.net is None:
         return None
     g = torch.Generator(codec.device).manual_seed(seed)
     return torch.cat([
-        predict_next(method.net, c, a, method.sampler, method.steps, method.noise(context_noise), g)
+        predict_next(method.net, c, a, method.sampler, g)
         for c, a in zip(w.context.split(256), w.actions.split(256))
     ])
 
@@ -191,7 +185,7 @@ class Rollouts:
     """Per rollout: the ids of the objects its prompt (the K context frames) showed."""
 
 
-def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int, horizon: int, context_noise: float,
+def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int, horizon: int,
               starts: int = 2, seed: int = 0, random_actions: bool = False, num_actions: int = 0) -> Rollouts:
     """Roll each reference out from `starts` start points for `horizon` steps, with its true
     actions, or (for controllability) with uniform random ones."""
@@ -222,22 +216,17 @@ def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int,
     if method.net is None:  # the baseline repeats the real last frame
         return Rollouts(np.repeat(np.stack(last)[:, None], horizon, axis=1), real_frames, np.stack(player), *truth)
     actions = torch.from_numpy(np.stack(acts)).to(codec.device)  # (R, K + H - 1)
-    generated = generate(method, torch.stack(ctx), actions, codec, context_noise, seed)
+    generated = generate(method, torch.stack(ctx), actions, codec, seed)
     return Rollouts(generated, real_frames, np.stack(player), *truth)
 
 
-def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec: LatentCodec, context_noise: float,
-             seed: int = 0) -> np.ndarray:
+def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec: LatentCodec, seed: int = 0) -> np.ndarray:
     """Open-loop frames of a method: context (R, K, C, h, w) latents and actions (R, K + H - 1)
     -> (R, H, H_px, W_px, 3) uint8, decoded step by step (long rollouts never hold all latents)."""
-    k = context.shape[1]
     g = torch.Generator(codec.device).manual_seed(seed)
-    frames = []
-    for i in tqdm(range(actions.shape[1] - k + 1), desc=method.name, unit="frame", leave=False):
-        nxt = predict_next(method.net, context, actions[:, i : i + k], method.sampler, method.steps, method.noise(context_noise), g)
-        frames.append(codec.decode(nxt))
-        context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
-    return np.stack(frames, axis=1)
+    steps = rollout_steps(method.net, context, actions, method.sampler, g)
+    total = actions.shape[1] - context.shape[1] + 1
+    return np.stack([codec.decode(z) for z in tqdm(steps, desc=method.name, unit="frame", total=total, leave=False)], axis=1)
 
 
 def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float = 3.0, miss_penalty: float = 16.0,
@@ -304,7 +293,6 @@ def evaluate(
     refs: list[Reference],
     codec: LatentCodec,
     k: int,
-    context_noise: float,
     horizons: list[int],
     detect: Detector | None = None,
     num_actions: int = 0,
@@ -323,7 +311,7 @@ def evaluate(
     pictures = {}
     for i, m in enumerate(methods):
         log(f"eval: {m.name} ({i + 1}/{len(methods)})")
-        pred = predict_windows(m, windows, codec, context_noise, seed)
+        pred = predict_windows(m, windows, codec, seed)
         frames = (windows.last if pred is None else codec.decode(pred))[windows.regular]
         target = windows.target[windows.regular]
         row: dict[str, Any] = {
@@ -333,7 +321,7 @@ def evaluate(
         if pred is not None and reward_head is not None:
             reward, ended = predict_reward(reward_head, windows.context, windows.actions, pred)
             row.update(event_scores(reward.cpu().numpy(), windows.reward, ended.cpu().numpy(), windows.terminated))
-        longest = open_loop(m, refs, codec, k, max(horizons), context_noise, seed=seed)
+        longest = open_loop(m, refs, codec, k, max(horizons), seed=seed)
         curve = psnr_from_mse(mse(longest.generated, longest.real).mean(0)).numpy()  # (H,)
         scores_s = ssim(longest.generated, longest.real).numpy()  # (R, H)
         row["open_loop_psnr"] = {h: float(curve[h - 1]) for h in horizons}
@@ -343,8 +331,8 @@ def evaluate(
             row.update(object_fidelity(longest, detect, object_h))
         if m.net is not None and num_actions:
             t_max = max(controllability_at)
-            true = open_loop(m, refs, codec, k, t_max, context_noise, seed=seed)
-            rand = open_loop(m, refs, codec, k, t_max, context_noise, seed=seed, random_actions=True, num_actions=num_actions)
+            true = open_loop(m, refs, codec, k, t_max, seed=seed)
+            rand = open_loop(m, refs, codec, k, t_max, seed=seed, random_actions=True, num_actions=num_actions)
             true_p = psnr_from_mse(mse(true.generated, true.real).mean(0)).numpy()
             rand_p = psnr_from_mse(mse(rand.generated, rand.real).mean(0)).numpy()
             row["delta_psnr"] = {t: float(true_p[t - 1] - rand_p[t - 1]) for t in controllability_at}

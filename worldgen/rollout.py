@@ -3,6 +3,9 @@ evaluation, the world runtime and `worldgen eval`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -38,52 +41,60 @@ def bind(net: nn.Module, context: torch.Tensor, actions: torch.Tensor, level: to
     return lambda x, t: net(x, t, context, actions, level)
 
 
+SAMPLERS = ("ode", "consistency")
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """How a dynamics network draws the next latent: `kind` "ode" (a diffusion teacher, any
+    number of ODE steps) or "consistency" (a consistency model, 1 or 2 steps), from a context
+    noised to `context_noise` (sigma_d units; the network is told the level)."""
+
+    kind: str = "consistency"
+    steps: int = 2
+    context_noise: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.kind not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.kind!r}")
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1 or (
+                self.kind == "consistency" and self.steps > 2):
+            raise ValueError(f"a {self.kind} sampler takes {'1 or 2' if self.kind == 'consistency' else 'at least 1'} steps, got {self.steps!r}")
+        if not 0 <= self.context_noise < float("inf"):
+            raise ValueError(f"context noise must be a finite level >= 0, got {self.context_noise!r}")
+
+
 @torch.no_grad()
-def predict_next(
-    net: nn.Module,
-    context: torch.Tensor,
-    actions: torch.Tensor,
-    sampler: str,
-    steps: int,
-    context_noise: float,
-    generator: scm.Generators = None,
-) -> torch.Tensor:
+def predict_next(net: nn.Module, context: torch.Tensor, actions: torch.Tensor, sampler: Sampler,
+                 generator: scm.Generators = None) -> torch.Tensor:
     """Draw the next latent (B, C, h, w), in sigma_d units, given context (B, K, C, h, w) in
-    sigma_d units and actions (B, K). sampler: "ode" (a diffusion teacher, `steps` ODE steps)
-    or "consistency" (a consistency model, 1 or 2 steps)."""
+    sigma_d units and actions (B, K)."""
     b = context.shape[0]
-    level = torch.full((b,), context_noise, device=context.device)
-    ctx = noise_context(context, level, generator) if context_noise > 0 else context
+    level = torch.full((b,), sampler.context_noise, device=context.device)
+    ctx = noise_context(context, level, generator) if sampler.context_noise > 0 else context
     F = bind(net, ctx, actions, level)
     shape = (b, *context.shape[2:])
-    if sampler == "ode":
-        return scm.sample_ode(F, shape, steps, generator=generator, device=context.device)
-    if sampler == "consistency":
-        return scm.sample_consistency(F, shape, steps, generator=generator, device=context.device)
-    raise ValueError(f"sampler must be 'ode' or 'consistency', got {sampler!r}")
+    draw = scm.sample_ode if sampler.kind == "ode" else scm.sample_consistency
+    return draw(F, shape, sampler.steps, generator=generator, device=context.device)
 
 
 @torch.no_grad()
-def rollout(
-    net: nn.Module,
-    context: torch.Tensor,
-    actions: torch.Tensor,
-    sampler: str,
-    steps: int,
-    context_noise: float,
-    generator: scm.Generators = None,
-) -> torch.Tensor:
-    """Open-loop rollout: context (B, K, C, h, w) and actions (B, K + H - 1) -> (B, H, C, h, w),
-    where actions[:, i : i + K] condition generated frame i and each generated latent is fed
-    back as context."""
+def rollout_steps(net: nn.Module, context: torch.Tensor, actions: torch.Tensor, sampler: Sampler,
+                  generator: scm.Generators = None) -> Iterator[torch.Tensor]:
+    """Open-loop rollout, one latent at a time: context (B, K, C, h, w) and actions (B, K + H - 1)
+    -> H latents (B, C, h, w), where actions[:, i : i + K] condition latent i and each latent is
+    fed back as context. One at a time, so that a long rollout need not hold them all."""
     k = context.shape[1]
-    horizon = actions.shape[1] - k + 1
-    out = []
-    for i in range(horizon):
-        nxt = predict_next(net, context, actions[:, i : i + k], sampler, steps, context_noise, generator)
-        out.append(nxt)
+    for i in range(actions.shape[1] - k + 1):
+        nxt = predict_next(net, context, actions[:, i : i + k], sampler, generator)
+        yield nxt
         context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
-    return torch.stack(out, dim=1)
+
+
+def rollout(net: nn.Module, context: torch.Tensor, actions: torch.Tensor, sampler: Sampler,
+            generator: scm.Generators = None) -> torch.Tensor:
+    """`rollout_steps`, stacked: (B, H, C, h, w)."""
+    return torch.stack(list(rollout_steps(net, context, actions, sampler, generator)), dim=1)
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:

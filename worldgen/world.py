@@ -25,12 +25,11 @@ import models
 from worldgen.checkpoint import CheckpointError
 from worldgen.atomic import atomic_folder
 from worldgen.frames import to_model, to_uint8
-from worldgen.rollout import for_inference, predict_next, predict_reward
+from worldgen.rollout import SAMPLERS, Sampler, for_inference, predict_next, predict_reward
 from worldgen.scm import SIGMA_D
 
 WORLD_FILE = "world.json"
 PRETRAINED = Path(models.__file__).resolve().parent / "pretrained"
-SAMPLERS = ("consistency", "ode")
 MAX_ACTIONS = 256
 MAX_CONTEXT = 64
 MAX_FRAME_SIZE = 1024
@@ -327,15 +326,11 @@ class World:
 
     @property
     def sampling_steps(self) -> int:
-        return self._steps
+        return self.sampler.steps
 
     @sampling_steps.setter
     def sampling_steps(self, steps: int) -> None:
-        if self.spec.sampler == "consistency" and steps not in (1, 2):
-            raise ValueError(f"a consistency world samples in 1 or 2 steps, got {steps!r}")
-        if not _is_int(int(steps) if isinstance(steps, np.integer) else steps, 1, MAX_ODE_STEPS):
-            raise ValueError(f"sampling steps must be an integer in [1, {MAX_ODE_STEPS}], got {steps!r}")
-        self._steps = int(steps)
+        self.sampler = Sampler(self.spec.sampler, int(steps) if isinstance(steps, np.integer) else steps, self.spec.context_noise)
 
     # --- prompts ----------------------------------------------------------------------------
 
@@ -437,7 +432,7 @@ class World:
         if len(a) != self.batch_size:
             raise ValueError(f"step takes one action per world ({self.batch_size}), got {len(a)}")
         acts = torch.cat([self.actions, torch.from_numpy(a).to(self.device)[:, None]], dim=1)  # (B, K)
-        nxt = predict_next(self.net, self.context, acts, self.spec.sampler, self._steps, self.spec.context_noise, self.generators)
+        nxt = predict_next(self.net, self.context, acts, self.sampler, self.generators)
         if not torch.isfinite(nxt).all():
             raise CheckpointError(f"{self._where}: the world drew NaN or infinite values at step {int(self.steps.max()) + 1}; "
                                   "its networks are broken")

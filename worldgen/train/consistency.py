@@ -14,7 +14,7 @@ from torch import nn
 from models.dynamics import DynamicsConfig
 from models.export import load_export
 from worldgen import scm
-from worldgen.rollout import bind, noise_context, predict_next
+from worldgen.rollout import Sampler, bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context, unwrap
@@ -121,8 +121,8 @@ class ConsistencyStage:
         g = torch.Generator(ctx.device).manual_seed(0)
         c = self.cfg.play_context_noise
         preds = {
-            f"{self.cfg.mode}_{n}step": predict_next(ema["net"], batch["context"], batch["actions"], "consistency", n, c, g)
+            f"{self.cfg.mode}_{n}step": predict_next(ema["net"], batch["context"], batch["actions"], Sampler("consistency", n, c), g)
             for n in (1, 2)
         }
         scores = self.data.next_frame_report(preds, writer, ctx.step + 1, self.name)
-        return {**scores, **self.data.rollout_report(ema["net"], "consistency", 2, c, writer, ctx.step + 1, self.name)}
+        return {**scores, **self.data.rollout_report(ema["net"], Sampler("consistency", 2, c), writer, ctx.step + 1, self.name)}

@@ -11,7 +11,7 @@ from models.export import load_export
 from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
 from worldgen.frames import grid, mse, psnr_from_mse, to_uint8
-from worldgen.rollout import rollout
+from worldgen.rollout import Sampler, rollout
 from worldgen.scm import SIGMA_D
 
 
@@ -55,7 +55,7 @@ class LatentData:
     def real_targets(self) -> torch.Tensor:
         return torch.stack([self.val_frames[int(i)]["target"] for i in self.val_index])  # (N, H, W, 3)
 
-    def rollout_report(self, net, sampler: str, steps: int, context_noise: float, writer, step: int, tag: str,
+    def rollout_report(self, net, sampler: Sampler, writer, step: int, tag: str,
                        horizon: int = 8, starts: int = 4) -> dict[str, float]:
         """Open-loop rollouts of `horizon` steps from the first K real frames of a few validation
         episodes; PSNR at the last step, and a grid of real and generated frames."""
@@ -68,7 +68,7 @@ class LatentData:
         ctx = torch.stack([torch.from_numpy(store.frames(episodes.files[i], np.arange(k))) for i in long]) * SIGMA_D
         actions = torch.stack([torch.from_numpy(episodes.shards[i].actions[: k + horizon - 1]) for i in long])
         g = torch.Generator(self.device).manual_seed(0)
-        gen = rollout(net, ctx.to(self.device), actions.to(self.device), sampler, steps, context_noise, g)
+        gen = rollout(net, ctx.to(self.device), actions.to(self.device), sampler, g)
         frames = self.decode(gen)  # (R, H, H_px, W_px, 3)
         real = torch.stack([torch.from_numpy(episodes.shards[i].frames()[k : k + horizon]) for i in long])
         if writer is not None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from models.export import load_export
 from worldgen import scm
-from worldgen.rollout import rollout
+from worldgen.rollout import Sampler, rollout
 
 
 @dataclass
@@ -98,7 +98,7 @@ class OwnRollouts:
         start = context[:n, extra - u : extra - u + k]  # (n, K, C, h, w)
         acts = actions[:n, extra - u : extra + k - 1]  # (n, K + u - 1): the last leads to frame t-1
         net = self.generator if self.generator is not None else own_net
-        generated = rollout(net, start, acts, self.sampler, self.cfg.sampler_steps, self.cfg.context_noise, noise)  # (n, u, C, h, w)
+        generated = rollout(net, start, acts, Sampler(self.sampler, self.cfg.sampler_steps, self.cfg.context_noise), noise)  # (n, u, C, h, w)
         own = torch.cat([start, generated], dim=1)[:, -k:]
         # How far the world wandered from the real frames, RMS in units of sigma_d.
         drift = float((own - out["context"][:n]).pow(2).mean().sqrt() / scm.SIGMA_D)

@@ -15,7 +15,7 @@ from models.dynamics import DYNAMICS_PRESETS, DynamicsConfig, DynamicsNet
 from models.export import load_export
 from worldgen import scm
 from worldgen.checkpoint import save_weights
-from worldgen.rollout import bind, noise_context, predict_next
+from worldgen.rollout import Sampler, bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig, preset
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context, unwrap
@@ -103,11 +103,11 @@ class TeacherStage:
         g = torch.Generator(ctx.device).manual_seed(0)
         c = self.cfg.play_context_noise
         preds = {
-            f"teacher_{self.cfg.eval_steps}": predict_next(ema["net"], batch["context"], batch["actions"], "ode", self.cfg.eval_steps, c, g),
-            "teacher_mean": predict_next(ema["net"], batch["context"], batch["actions"], "ode", 1, c, g),
+            f"teacher_{self.cfg.eval_steps}": predict_next(ema["net"], batch["context"], batch["actions"], Sampler("ode", self.cfg.eval_steps, c), g),
+            "teacher_mean": predict_next(ema["net"], batch["context"], batch["actions"], Sampler("ode", 1, c), g),
         }
         scores = self.data.next_frame_report(preds, writer, ctx.step + 1, self.name)
-        return {**scores, **self.data.rollout_report(ema["net"], "ode", self.cfg.eval_steps, c, writer, ctx.step + 1, self.name)}
+        return {**scores, **self.data.rollout_report(ema["net"], Sampler("ode", self.cfg.eval_steps, c), writer, ctx.step + 1, self.name)}
 
 
 def save_dynamics(folder: Path, net: nn.Module, kind: str, cfg: Any) -> None:
