@@ -11,7 +11,8 @@ from torch import nn
 
 from envs.platformer import KIT, ExplorerPolicy, palette, platformer_content
 from worldgen.content import content_report, format_content, record_streams, write_content
-from worldgen.eval import LatentCodec, Method
+from worldgen.codec import LatentCodec
+from worldgen.eval import Method
 from worldgen.frames import colour_recall, frequent_colours, to_model
 from worldgen.kit import GameKit, kit_for
 from worldgen.rollout import Sampler

@@ -179,7 +179,8 @@ def test_labelled_grid_names_its_rows_and_columns():
 
 
 def test_autoencoder_report_says_nan_for_a_kind_the_frames_never_show():
-    from worldgen.eval import LatentCodec, autoencoder_report
+    from worldgen.codec import LatentCodec
+    from worldgen.eval import autoencoder_report
 
     class Identity(torch.nn.Module):
         def encode(self, x):

@@ -204,7 +204,7 @@ def _eval(args: argparse.Namespace) -> int:
     from worldgen.content import content_report, format_content, record_streams, write_content
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.data.policies import RandomRepeatPolicy
-    from worldgen.eval import LatentCodec, Method, autoencoder_report, evaluate, format_table, held_out_seeds, record_references, write_report
+    from worldgen.eval import Method, autoencoder_report, evaluate, format_table, held_out_seeds, record_references, write_report
     from worldgen.kit import kit_for
     from worldgen.rollout import Sampler, for_inference
     from models.export import load_export
@@ -214,7 +214,7 @@ def _eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     world = World(args.world, trusted_modules=args.trust_module)
     spec = world.spec
-    codec = LatentCodec(world.ae, world.device)
+    codec = world.codec
     noise = spec.context_noise
     methods = [Method("repeat last frame", None)]
     if spec.sampler == "consistency":

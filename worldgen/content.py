@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from worldgen.atomic import atomic_path
-from worldgen.eval import LatentCodec, Method, generate
+from worldgen.codec import LatentCodec
+from worldgen.eval import Method, generate
 from worldgen.frames import labelled_grid
 from worldgen.kit import ContentKit
 

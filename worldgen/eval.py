@@ -27,11 +27,11 @@ import torch
 from tqdm import tqdm
 
 from worldgen.atomic import atomic_path, write_atomic
-from worldgen.frames import colour_recall, frequent_colours, labelled_grid, mse, psnr_from_mse, ssim, to_model, to_uint8
+from worldgen.codec import LatentCodec
+from worldgen.frames import colour_recall, frequent_colours, labelled_grid, mse, psnr_from_mse, ssim
 from worldgen.kit import Detector, Objects
 from worldgen.metrics import event_scores, match_objects
 from worldgen.rollout import Sampler, predict_next, predict_reward, rollout_steps
-from worldgen.scm import SIGMA_D
 
 OBJECT_WINDOW = 8
 """Coins and enemies are counted on this many open-loop steps up to the object horizon."""
@@ -102,22 +102,6 @@ class Method:
     name: str
     net: torch.nn.Module | None
     sampler: Sampler = Sampler()
-
-
-class LatentCodec:
-    """Frames <-> latents in sigma_d units, through an autoencoder."""
-
-    def __init__(self, ae: torch.nn.Module, device: torch.device) -> None:
-        self.ae, self.device = ae, device
-
-    @torch.no_grad()
-    def encode(self, frames: np.ndarray) -> torch.Tensor:
-        x = to_model(torch.from_numpy(np.ascontiguousarray(frames)), self.device)
-        return torch.cat([self.ae.encode(c) for c in x.split(256)]) * SIGMA_D
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        return torch.cat([to_uint8(self.ae.decode(c / SIGMA_D)) for c in latents.split(256)]).numpy()
 
 
 def _context(ref: Reference, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:

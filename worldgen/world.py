@@ -22,11 +22,10 @@ from torch import nn
 
 from models.export import load_export
 import models
-from worldgen.checkpoint import CheckpointError
 from worldgen.atomic import atomic_folder
-from worldgen.frames import to_model, to_uint8
+from worldgen.checkpoint import CheckpointError
+from worldgen.codec import LatentCodec
 from worldgen.rollout import SAMPLERS, Sampler, for_inference, predict_next, predict_reward
-from worldgen.scm import SIGMA_D
 
 WORLD_FILE = "world.json"
 PRETRAINED = Path(models.__file__).resolve().parent / "pretrained"
@@ -274,6 +273,7 @@ class World:
         self.folder = folder  # where the world was loaded from; None for one built from modules
         self.ae, self.net, self.reward_head = ae, net, reward_head
         self.device = next(net.parameters()).device
+        self.codec = LatentCodec(ae, self.device)
         self._check_parts(trained_size)
         self.ae.decoder, self.net, self.reward_head = (
             for_inference(m, compile) for m in (self.ae.decoder, self.net, self.reward_head))
@@ -366,7 +366,7 @@ class World:
         pad = k - len(frames)
         frames = np.concatenate([np.repeat(frames[:1], pad, axis=0), frames])
         between = np.concatenate([np.zeros(k - 1 - len(between), dtype=np.int64), between])
-        z = self.ae.encode(to_model(torch.from_numpy(np.ascontiguousarray(frames)), self.device)) * SIGMA_D  # (K, C, h, w)
+        z = self.codec.encode(frames)  # (K, C, h, w)
         if self.context is None:
             self.context = z[None].repeat(self.batch_size, 1, 1, 1, 1)
         self.context[index] = z
@@ -437,7 +437,7 @@ class World:
             raise CheckpointError(f"{self._where}: the world drew NaN or infinite values at step {int(self.steps.max()) + 1}; "
                                   "its networks are broken")
         reward, ended = predict_reward(self.reward_head, self.context, acts, nxt)
-        frames = to_uint8(self.ae.decode(nxt / SIGMA_D)).numpy()
+        frames = self.codec.decode(nxt)
         self.context = torch.cat([self.context[:, 1:], nxt[:, None]], dim=1)
         self.actions = acts[:, 1:]
         self.steps += 1

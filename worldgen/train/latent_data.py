@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 from models.export import load_export
+from worldgen.codec import LatentCodec
 from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
-from worldgen.frames import grid, mse, psnr_from_mse, to_uint8
+from worldgen.frames import grid, mse, psnr_from_mse
 from worldgen.rollout import Sampler, rollout
 from worldgen.scm import SIGMA_D
 
@@ -48,9 +49,7 @@ class LatentData:
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in sigma_d units (..., C, h, w) -> uint8 frames (..., H, W, 3)."""
-        lead = latents.shape[:-3]
-        frames = self.ae.decode(latents.reshape(-1, *latents.shape[-3:]).float() / SIGMA_D)
-        return to_uint8(frames).reshape(*lead, *frames.shape[-2:], 3)
+        return torch.from_numpy(LatentCodec(self.ae, self.device).decode(latents))
 
     def real_targets(self) -> torch.Tensor:
         return torch.stack([self.val_frames[int(i)]["target"] for i in self.val_index])  # (N, H, W, 3)
