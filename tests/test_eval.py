@@ -7,7 +7,9 @@ import torch
 from envs.platformer import ExplorerPolicy, detect_objects, visible_objects
 from envs.platformer import palette as P
 from worldgen.data.dataset import EpisodeDataset
-from worldgen.eval import Method, Rollouts, evaluate, format_table, held_out_seeds, object_fidelity, open_loop, record_references, write_report
+from worldgen.eval import Method, Rollouts, evaluate, object_fidelity, open_loop
+from worldgen.reference import held_out_seeds, record_references
+from worldgen.report import format_table, write_report
 from worldgen.frames import mse, psnr_from_mse, ssim
 from worldgen.rollout import Sampler
 

@@ -201,20 +201,20 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
 
     import envs  # noqa: F401
-    from worldgen.content import content_report, format_content, record_streams, write_content
-    from worldgen.data.dataset import EpisodeDataset
-    from worldgen.data.policies import RandomRepeatPolicy
-    from worldgen.eval import Method, autoencoder_report, evaluate, format_table, held_out_seeds, record_references, write_report
-    from worldgen.kit import kit_for
-    from worldgen.rollout import Sampler, for_inference
     from models.export import load_export
+    from worldgen.content import format_content
+    from worldgen.data.dataset import EpisodeDataset
+    from worldgen.eval import Method
+    from worldgen.kit import kit_for
+    from worldgen.reference import held_out_seeds
+    from worldgen.report import evaluate_world, format_table
+    from worldgen.rollout import Sampler, for_inference
     from worldgen.world import World, teacher_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
     world = World(args.world, trusted_modules=args.trust_module)
     spec = world.spec
-    codec = world.codec
     noise = spec.context_noise
     methods = [Method("repeat last frame", None)]
     if spec.sampler == "consistency":
@@ -235,37 +235,15 @@ def _eval(args: argparse.Namespace) -> int:
         sampler = Sampler(kind, int(steps or (2 if kind == "consistency" else 32)), float(play_noise) if play_noise else noise)
         methods.append(Method(name, for_inference(net), sampler))
     used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
-    seeds = args.seed_list or held_out_seeds(args.seeds, used)
-    kit = kit_for(spec.source_env)
-    new_policy = kit.policy or (lambda seed: RandomRepeatPolicy(len(spec.action_meanings), seed=seed))
-    policy = new_policy(0)
-    horizons = [int(h) for h in args.horizons.split(",")]
-    longest = max(horizons + [16])  # 16: the longer controllability horizon
-    refs = record_references(world.make_source, policy, seeds, longest + spec.context + args.extra_steps, kit.objects_of)
-    log = lambda line: print(line, flush=True)  # noqa: E731
-    if args.content_only:
-        report: dict = {"horizons": [], "methods": {}}
-    else:
-        report = evaluate(methods, refs, codec, spec.context, horizons, kit.detect,
-                          len(spec.action_meanings), reward_head=world.reward_head, log=log)
-    report["autoencoder"] = autoencoder_report(codec, refs, kit.detect, kit.palette)
-    report["seeds"] = seeds
-    report["world"] = str(args.world)
-    if kit.content is not None and args.content_frames > 0:
-        # Streams of their own levels: after the table's seeds, unseen too.
-        stream_seeds = held_out_seeds(len(seeds) + args.content_streams * 8, used)[len(seeds):]
-        streams = record_streams(world.make_source, new_policy(1), stream_seeds,
-                                 args.content_streams, args.content_frames + spec.context)
-        report["content"] = content_report(methods, streams, codec, spec.context, kit.content,
-                                           args.content_frames, log=log)
-        write_content(report["content"], args.out)
-    write_report(report, args.out)
+    report = evaluate_world(world, methods, args.out, args.seed_list or held_out_seeds(args.seeds, used),
+                            [int(h) for h in args.horizons.split(",")], used, args.extra_steps, args.content_frames,
+                            args.content_streams, args.content_only, log=lambda line: print(line, flush=True))
     if not args.content_only:
         print(format_table(report))
     ae = report["autoencoder"]
     kept = lambda kind: "n/a (none in these frames)" if ae[f"{kind}_kept"] != ae[f"{kind}_kept"] else f"{100 * ae[f'{kind}_kept']:.1f}%"  # noqa: E731
     print(f"\nautoencoder on these frames: PSNR {ae['psnr']:.2f} dB"
-          + (f", coins kept {kept('coins')}, enemies kept {kept('enemies')}" if kit.detect else ""))
+          + (f", coins kept {kept('coins')}, enemies kept {kept('enemies')}" if kit_for(spec.source_env).detect else ""))
     print("per-colour pixel recall: " + ", ".join(f"{name} {100 * v:.1f}%" for name, v in ae["colour_recall"].items()))
     if "content" in report:
         print("\ncontent over long play (world's rate / real game's):\n" + format_content(report["content"]))

@@ -17,82 +17,22 @@ PSNR while the player stands still) dominate.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldgen.atomic import atomic_path, write_atomic
 from worldgen.codec import LatentCodec
-from worldgen.frames import colour_recall, frequent_colours, labelled_grid, mse, psnr_from_mse, ssim
+from worldgen.frames import colour_recall, frequent_colours, mse, psnr_from_mse, ssim
 from worldgen.kit import Detector, Objects
 from worldgen.metrics import event_scores, match_objects
+from worldgen.reference import Reference
 from worldgen.rollout import Sampler, predict_next, predict_reward, rollout_steps
 
 OBJECT_WINDOW = 8
 """Coins and enemies are counted on this many open-loop steps up to the object horizon."""
-
-
-@dataclass
-class Reference:
-    """One real episode: frames (T + 1, H, W, 3) uint8, actions, rewards and terminations (T,),
-    the player's true screen position per frame (T + 1, 2) where the game reports it (NaN
-    elsewhere), the level seed, and, where the game tells, the objects on screen per frame
-    ({kind: {object id: (x, y)}}, T + 1 of them)."""
-
-    frames: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    terminated: np.ndarray
-    player: np.ndarray
-    seed: int
-    objects: list[Objects] | None = None
-
-
-def record_references(make_env: Callable[[], Any], policy: Any, seeds: list[int], steps: int,
-                      objects_of: Callable[[dict], Objects] | None = None) -> list[Reference]:
-    """Play each level seed with `policy` for up to `steps` steps (an episode may end sooner).
-    `objects_of(info)`: the game's ground truth of which objects are on screen."""
-    refs = []
-    for seed in seeds:
-        env = make_env()
-        obs, info = env.reset(seed=seed)
-        frames, actions, rewards, ended = [obs], [], [], []
-        objects = [objects_of(info)] if objects_of is not None else []
-        player = [info.get("player_screen", (np.nan, np.nan))]
-        start = True
-        for _ in range(steps):
-            action = int(policy.act(obs[None], [info], np.array([start]))[0])
-            start = False
-            obs, reward, terminated, truncated, info = env.step(action)
-            frames.append(obs)
-            actions.append(action)
-            rewards.append(reward)
-            ended.append(terminated)
-            player.append(info.get("player_screen", (np.nan, np.nan)))
-            if objects_of is not None:
-                objects.append(objects_of(info))
-            if terminated or truncated:
-                break
-        env.close()
-        refs.append(Reference(np.stack(frames), np.array(actions), np.array(rewards, dtype=np.float32),
-                              np.array(ended), np.array(player, dtype=np.float64), seed,
-                              objects if objects_of is not None else None))
-    return refs
-
-
-def held_out_seeds(n: int, used: set[int], start: int = 1_000_000) -> list[int]:
-    """The first n level seeds from `start` that no training episode played."""
-    seeds, s = [], start
-    while len(seeds) < n:
-        if s not in used:
-            seeds.append(s)
-        s += 1
-    return seeds
 
 
 @dataclass
@@ -324,77 +264,6 @@ def evaluate(
         pictures[m.name] = longest
     report["_pictures"] = pictures
     return report
-
-
-def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_steps: tuple[int, ...] = (1, 4, 8, 16, 32)) -> None:
-    """report.json, psnr_vs_horizon.png and real_vs_generated.png into `out`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    pictures = report.pop("_pictures", {})
-    data = json.dumps(report, indent=1).encode()
-    write_atomic(out / "report.json", lambda f: f.write(data))
-    if not report["methods"]:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, row in report["methods"].items():
-        curve = row["psnr_curve"]
-        ax.plot(range(1, len(curve) + 1), curve, label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("open-loop horizon (frames)")
-    ax.set_ylabel("PSNR vs the real game (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out / "psnr_vs_horizon.png", ".png") as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    if pictures:
-        first = next(iter(pictures.values()))
-        steps = [s for s in grid_steps if s <= first.real.shape[1]]
-        rows = []
-        for i in range(min(grid_rows, first.real.shape[0])):
-            rows.append((f"real game, level {i + 1}", np.concatenate([first.real[i, s - 1] for s in steps], axis=1)))
-            for name, r in pictures.items():
-                rows.append((name, np.concatenate([r.generated[i, s - 1] for s in steps], axis=1)))
-        picture = labelled_grid(rows, [f"frame {s}" for s in steps])
-        with atomic_path(out / "real_vs_generated.png", ".png") as tmp:
-            Image.fromarray(picture).save(tmp)
-
-
-def format_table(report: dict[str, Any]) -> str:
-    horizons = report["horizons"]
-    head = ["method", "next PSNR", "next SSIM", *[f"PSNR h{h}" for h in horizons], "dPSNR t4/t16",
-            "player err px (found)", "coins kept (of prompt's)", "enemies kept (of prompt's)", "invented/frame"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    nan = float("nan")
-
-    def pct(v: float) -> str:
-        return "-" if v != v else f"{100 * v:.0f}%"
-
-    def kept(r: dict[str, Any], kind: str) -> str:
-        prompt = r.get(f"{kind}_kept_prompt")
-        return pct(r.get(f"{kind}_kept", nan)) + ("" if prompt is None else f" ({pct(prompt)})")
-
-    for name, r in report["methods"].items():
-        delta = r.get("delta_psnr")
-        cells = [name, f"{r['next_psnr']:.2f}", f"{r['next_ssim']:.3f}",
-                 *[f"{r['open_loop_psnr'][h]:.2f}" for h in horizons],
-                 "/".join(f"{v:.2f}" for v in delta.values()) if delta else "-",
-                 f"{r.get('player_error_px', nan):.2f} ({pct(r.get('player_found', nan))})",
-                 kept(r, "coins"), kept(r, "enemies"), f"{r.get('invented_per_frame', nan):.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    first = next(iter(report["methods"].values()), {})
-    if "coins_counted" in first:
-        counts = ", ".join(f"{first[f'{k}_counted']} {k} ({first.get(f'{k}_counted_prompt', '-')} of the prompt's)" for k in ("coins", "enemies"))
-        lo, hi = report["object_steps"]
-        lines.append(f"\nobjects counted on the real frames of the rollouts, steps {lo}-{hi}: {counts}")
-    return "\n".join(lines)
 
 
 def autoencoder_report(codec: LatentCodec, refs: list[Reference], detect: Detector | None,

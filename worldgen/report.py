@@ -1,0 +1,123 @@
+"""A world's whole evaluation as one library call (`evaluate_world`), and how it is presented:
+report.json, the PSNR plot, the labelled picture of real and generated frames, the tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from worldgen.atomic import atomic_path, write_atomic
+from worldgen.content import content_report, record_streams, write_content
+from worldgen.data.policies import RandomRepeatPolicy
+from worldgen.eval import Method, autoencoder_report, evaluate
+from worldgen.frames import labelled_grid
+from worldgen.kit import kit_for
+from worldgen.reference import held_out_seeds, record_references
+from worldgen.world import World
+
+
+def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_steps: tuple[int, ...] = (1, 4, 8, 16, 32)) -> None:
+    """report.json, psnr_vs_horizon.png and real_vs_generated.png into `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pictures = report.pop("_pictures", {})
+    data = json.dumps(report, indent=1).encode()
+    write_atomic(out / "report.json", lambda f: f.write(data))
+    if not report["methods"]:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, row in report["methods"].items():
+        curve = row["psnr_curve"]
+        ax.plot(range(1, len(curve) + 1), curve, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("open-loop horizon (frames)")
+    ax.set_ylabel("PSNR vs the real game (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out / "psnr_vs_horizon.png", ".png") as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    if pictures:
+        first = next(iter(pictures.values()))
+        steps = [s for s in grid_steps if s <= first.real.shape[1]]
+        rows = []
+        for i in range(min(grid_rows, first.real.shape[0])):
+            rows.append((f"real game, level {i + 1}", np.concatenate([first.real[i, s - 1] for s in steps], axis=1)))
+            for name, r in pictures.items():
+                rows.append((name, np.concatenate([r.generated[i, s - 1] for s in steps], axis=1)))
+        picture = labelled_grid(rows, [f"frame {s}" for s in steps])
+        with atomic_path(out / "real_vs_generated.png", ".png") as tmp:
+            Image.fromarray(picture).save(tmp)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    horizons = report["horizons"]
+    head = ["method", "next PSNR", "next SSIM", *[f"PSNR h{h}" for h in horizons], "dPSNR t4/t16",
+            "player err px (found)", "coins kept (of prompt's)", "enemies kept (of prompt's)", "invented/frame"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    nan = float("nan")
+
+    def pct(v: float) -> str:
+        return "-" if v != v else f"{100 * v:.0f}%"
+
+    def kept(r: dict[str, Any], kind: str) -> str:
+        prompt = r.get(f"{kind}_kept_prompt")
+        return pct(r.get(f"{kind}_kept", nan)) + ("" if prompt is None else f" ({pct(prompt)})")
+
+    for name, r in report["methods"].items():
+        delta = r.get("delta_psnr")
+        cells = [name, f"{r['next_psnr']:.2f}", f"{r['next_ssim']:.3f}",
+                 *[f"{r['open_loop_psnr'][h]:.2f}" for h in horizons],
+                 "/".join(f"{v:.2f}" for v in delta.values()) if delta else "-",
+                 f"{r.get('player_error_px', nan):.2f} ({pct(r.get('player_found', nan))})",
+                 kept(r, "coins"), kept(r, "enemies"), f"{r.get('invented_per_frame', nan):.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(report["methods"].values()), {})
+    if "coins_counted" in first:
+        counts = ", ".join(f"{first[f'{k}_counted']} {k} ({first.get(f'{k}_counted_prompt', '-')} of the prompt's)" for k in ("coins", "enemies"))
+        lo, hi = report["object_steps"]
+        lines.append(f"\nobjects counted on the real frames of the rollouts, steps {lo}-{hi}: {counts}")
+    return "\n".join(lines)
+
+
+def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[int], horizons: list[int],
+                   used_seeds: set[int] = frozenset(), extra_steps: int = 60, content_frames: int = 1000,
+                   content_streams: int = 16, content_only: bool = False,
+                   log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Judge `methods` (the world's own, and any other) against the world's real source game on
+    `seeds`, write everything into `out`, and return the report.
+
+    The quality table (unless `content_only`), the autoencoder's report, and, where the game's kit
+    measures content, the long-play section on `content_streams` further unseen levels (after
+    `seeds`, never in `used_seeds`: the same seeds give the same streams).
+    """
+    spec = world.spec
+    kit = kit_for(spec.source_env)
+    new_policy = kit.policy or (lambda seed: RandomRepeatPolicy(len(spec.action_meanings), seed=seed))
+    longest = max(horizons + [16])  # 16: the longer controllability horizon
+    refs = record_references(world.make_source, new_policy(0), seeds, longest + spec.context + extra_steps, kit.objects_of)
+    if content_only:
+        report: dict[str, Any] = {"horizons": [], "methods": {}}
+    else:
+        report = evaluate(methods, refs, world.codec, spec.context, horizons, kit.detect, len(spec.action_meanings),
+                          reward_head=world.reward_head, log=log)
+    report["autoencoder"] = autoencoder_report(world.codec, refs, kit.detect, kit.palette)
+    report["seeds"] = list(seeds)
+    report["world"] = str(world.folder or spec.name)
+    if kit.content is not None and content_frames > 0:
+        stream_seeds = held_out_seeds(len(seeds) + content_streams * 8, set(used_seeds))[len(seeds):]
+        streams = record_streams(world.make_source, new_policy(1), stream_seeds, content_streams, content_frames + spec.context)
+        report["content"] = content_report(methods, streams, world.codec, spec.context, kit.content, content_frames, log=log)
+        write_content(report["content"], out)
+    write_report(report, out)
+    return report
