@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldgen.checkpoint import WEIGHTS
-from worldgen.data.dataset import EpisodeDataset
+from models.export import WEIGHTS
 from worldgen.atomic import atomic_folder
+from worldgen.data.dataset import EpisodeDataset
 from worldgen.frames import to_model
 
 
