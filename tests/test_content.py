@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from envs.platformer import KIT, ExplorerPolicy, palette, platformer_content
-from worldgen.content import content_report, format_content, record_streams, write_content
 from worldgen.codec import LatentCodec
+from worldgen.content import colour_content, content_report, format_content, record_streams, write_content
 from worldgen.eval import Method
 from worldgen.frames import colour_recall, frequent_colours, to_model
 from worldgen.kit import GameKit, kit_for
@@ -162,3 +162,20 @@ def test_a_method_can_play_at_its_own_context_noise(streams):
     assert np.array_equal(clean[0, 0], streams[0].frames[K - 1])
     noisy = generate(Method("noisier", CopyLast(), Sampler("consistency", 1, 0.5)), context, actions, codec)
     assert np.abs(noisy[0, 0].astype(int) - streams[0].frames[K - 1]).mean() > 10
+
+
+def test_a_game_without_a_kit_is_judged_by_its_colours(streams):
+    frames = 40
+    real = np.stack([s.frames[K : K + frames] for s in streams])
+    blank = np.empty_like(real)
+    blank[:] = palette.SKY
+    kit = colour_content(frequent_colours(real[0], most=4))
+    one_step = Sampler("consistency", 1, 0.0)
+    methods = [Method("oracle", Scripted(real), one_step), Method("sky", Scripted(blank), one_step)]
+    report = content_report(methods, streams, LatentCodec(Identity(), torch.device("cpu")), K, kit, frames)
+    sky = "colour #%02x%02x%02x" % tuple(palette.SKY)
+    assert sky in report["real"] and len(report["real"]) == 4
+    oracle = [v for ratios in report["methods"]["oracle"]["ratio"].values() for v in ratios if v == v]
+    assert len(oracle) >= 6 and oracle == pytest.approx([1.0] * len(oracle))
+    empty = report["methods"]["sky"]["ratio"]
+    assert min(empty[sky]) > 1 and all(v == 0 for kind, ratios in empty.items() if kind != sky for v in ratios if v == v)

@@ -10,10 +10,10 @@ from typing import Any, Callable
 import numpy as np
 
 from worldgen.atomic import atomic_path, write_atomic
-from worldgen.content import content_report, record_streams, write_content
+from worldgen.content import colour_content, content_report, record_streams, write_content
 from worldgen.data.policies import RandomRepeatPolicy
 from worldgen.eval import Method, autoencoder_report, evaluate
-from worldgen.frames import labelled_grid
+from worldgen.frames import frequent_colours, labelled_grid
 from worldgen.kit import kit_for
 from worldgen.reference import held_out_seeds, record_references
 from worldgen.world import World
@@ -98,7 +98,8 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
     `seeds`, write everything into `out`, and return the report.
 
     The quality table (unless `content_only`), the autoencoder's report, and, where the game's kit
-    measures content, the long-play section on `content_streams` further unseen levels (after
+    measures content (or, for a game without, each frequent colour's share of the pixels), the
+    long-play section on `content_streams` further unseen levels (after
     `seeds`, never in `used_seeds`: the same seeds give the same streams).
     """
     spec = world.spec
@@ -114,10 +115,11 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
     report["autoencoder"] = autoencoder_report(world.codec, refs, kit.detect, kit.palette)
     report["seeds"] = list(seeds)
     report["world"] = str(world.folder or spec.name)
-    if kit.content is not None and content_frames > 0:
+    if content_frames > 0:
         stream_seeds = held_out_seeds(len(seeds) + content_streams * 8, set(used_seeds))[len(seeds):]
         streams = record_streams(world.make_source, new_policy(1), stream_seeds, content_streams, content_frames + spec.context)
-        report["content"] = content_report(methods, streams, world.codec, spec.context, kit.content, content_frames, log=log)
+        measures = kit.content or colour_content(kit.palette or frequent_colours(np.concatenate([r.frames for r in refs]), most=8))
+        report["content"] = content_report(methods, streams, world.codec, spec.context, measures, content_frames, log=log)
         write_content(report["content"], out)
     write_report(report, out)
     return report
