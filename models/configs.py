@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from typing import Any
 
@@ -18,7 +19,7 @@ def coerce(value: Any, kind: Any) -> Any:
         if len(item_types) != len(items):
             raise ValueError(f"expected {len(item_types)} values, got {items!r}")
         return tuple(coerce(v, t) for v, t in zip(items, item_types))
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(kind) if a is not type(None)]
         if value in (None, "none", "None"):
             return None

@@ -203,3 +203,16 @@ def test_decoder_fine_tune_keeps_the_latents(tiny_world_runs, tiny_dataset):
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder.") or k == "latent_scale")
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     assert load_export(out / "export")[0].cfg == load_export(base)[0].cfg
+
+
+def test_both_dynamics_stages_share_one_config_base_and_scm_has_no_preset(capsys, tiny_dataset, tmp_path):
+    from worldgen.train.stages import resolve_config
+    from worldgen.train.teacher import DynamicsTrainConfig
+
+    assert main(["train", "scm", "--data", str(tiny_dataset), "--out", str(tmp_path / "s"), "--preset", "tiny", "--dry-run"]) == 2
+    assert "--preset belongs to ae, teacher and reward" in capsys.readouterr().err
+    scm_cfg = resolve_config("scm", None, None, ["context_noise_max=0.3", "own.share=0.5"])
+    teacher_cfg = resolve_config("teacher", "tiny", None, [])
+    assert isinstance(scm_cfg, DynamicsTrainConfig) and isinstance(teacher_cfg, DynamicsTrainConfig)
+    assert scm_cfg.context_noise_max == 0.3 and scm_cfg.own.share == 0.5 and not hasattr(scm_cfg, "model")
+    assert teacher_cfg.own.sampler_steps == 8 and scm_cfg.own.sampler_steps == 2

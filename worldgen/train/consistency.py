@@ -11,28 +11,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.dynamics import DynamicsConfig
 from models.export import load_export
 from worldgen import scm
 from worldgen.rollout import Sampler, bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context, unwrap
-from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
-from worldgen.train.teacher import save_dynamics
+from worldgen.train.own_rollout import OwnRollouts
+from worldgen.train.teacher import DynamicsTrainConfig, save_dynamics
 
 
 @dataclass
-class ConsistencyTrainConfig:
+class ConsistencyTrainConfig(DynamicsTrainConfig):
+    """The network is the teacher's, and its weights are the start: no preset, no model fields."""
+
     mode: str = "scd"
     """scd: tangents from the teacher's velocity; sct: from the data (cos t z - sin t x0)."""
     teacher: str = ""
     """Teacher export folder (default: the `teacher/export` beside --out)."""
-    ae: str = ""
-    """Autoencoder export folder (default: the `ae/export` beside --out)."""
-    preset: str = "teacher"
-    """The network is the teacher's (its weights are the start); kept for a uniform CLI."""
-    model: DynamicsConfig = field(default_factory=DynamicsConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5, warmup_steps=100, ema_decay=0.999, grad_clip=10.0))
     """A small lr: at small batch the unit-norm tangent is mostly noise, and the paper's lr
     (for batch 2048) walks the student away from its teacher (research notes, section 6)."""
@@ -46,12 +42,8 @@ class ConsistencyTrainConfig:
     """Per-sample tangent normalisation g / (||g|| + c): l2 (as the paper) or rms."""
     tangent_c: float = 0.1
     context_noise_max: float | None = None
-    """Context-noise augmentation as in the teacher (None: the teacher's own setting)."""
-    play_context_noise: float = 0.05
-    val_windows: int = 64
-    own: OwnRolloutConfig = field(default_factory=OwnRolloutConfig)
-    """Training on the world's own rollouts (off by default: `own.share=0`); with sCD the
-    teacher's tangent is taken on the same own context."""
+    """Context-noise augmentation as in the teacher (None: the teacher's own setting). With sCD
+    and own rollouts, the teacher's tangent is taken on the same context."""
 
 
 class ConsistencyStage:
@@ -65,14 +57,14 @@ class ConsistencyStage:
         if teacher_config["kind"] != "teacher":
             raise ValueError(f"{teacher_folder}: sCD and sCT start from a teacher export, this is {teacher_config['kind']!r}")
         self.net.train()
-        cfg.model = self.net.cfg
         if cfg.context_noise_max is None:
             cfg.context_noise_max = teacher_config["context_noise_max"]
         self.teacher = load_export(teacher_folder, "dynamics")[0] if cfg.mode == "scd" else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
-        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames)
-        self.own = OwnRollouts(cfg.own, cfg.model.context, "consistency")
+        k = self.net.cfg.context
+        self.data = LatentData(data, ae_folder, k, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames)
+        self.own = OwnRollouts(cfg.own, k, "consistency")
         dims = math.prod(self.data.train.latents.latent_shape)
         self.weight = scm.AdaptiveWeight(init=-math.log(dims) if cfg.tangent_norm == "l2" else 0.0)
         self.name = cfg.mode

@@ -24,7 +24,7 @@ def _config_class(stage: str) -> tuple[type, Any]:
     if stage == "scm":
         from worldgen.train.consistency import ConsistencyTrainConfig
 
-        return ConsistencyTrainConfig, lambda cfg: None
+        return ConsistencyTrainConfig, None
     if stage == "reward":
         from worldgen.train.reward import RewardTrainConfig, apply_preset
 
@@ -36,6 +36,14 @@ def resolve_config(stage: str, preset: str | None, config_file: Path | None, set
     """Defaults, then the preset, then the TOML file, then `--set key=value` pairs."""
     kind, apply_preset = _config_class(stage)
     overrides = parse_sets(sets)
+    if not hasattr(kind, "preset"):
+        if preset or "preset" in overrides:
+            raise ValueError(f"`train {stage}` trains its teacher's network; --preset belongs to ae, teacher and reward")
+        cfg = kind()
+        if config_file is not None:
+            load_toml(cfg, config_file)
+        apply_overrides(cfg, overrides, where="--set")
+        return cfg
     from_file = load_toml(kind(), config_file) if config_file is not None else None
     cfg = kind()
     cfg.preset = preset or overrides.get("preset") or (from_file.preset if from_file else cfg.preset)

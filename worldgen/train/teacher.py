@@ -23,30 +23,39 @@ from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
 
 
 @dataclass
-class TeacherTrainConfig:
-    preset: str = "small"
-    """Network size: tiny, small or base; `model.*` keys override single fields."""
-    model: DynamicsConfig = field(default_factory=DynamicsConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=500, ema_decay=0.999))
-    run: RunConfig = field(default_factory=lambda: RunConfig(steps=20_000, batch_size=32, image_every=2000))
+class DynamicsTrainConfig:
+    """What the two dynamics stages (the diffusion teacher, and sCD/sCT from it) share."""
+
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
     ae: str = ""
     """Autoencoder export folder (default: the `ae/export` beside --out)."""
     p_mean: float = -0.8
     p_std: float = 1.6
-    """Log-normal proposal of sigma = sigma_d tan(t) (sCM, Table 3, teacher)."""
-    context_noise_max: float = 0.5
+    """Log-normal proposal of sigma = sigma_d tan(t) (sCM, Table 3)."""
+    context_noise_max: float | None = 0.5
     """Context latents are noised at a level drawn uniformly in [0, max] (in units of
     sigma_d) and the network is told the level: it learns to trust a noisy past, which keeps
     long rollouts stable."""
     play_context_noise: float = 0.05
     """The fixed context-noise level used when generating (evaluation and play)."""
+    val_windows: int = 64
+    own: OwnRolloutConfig = field(default_factory=OwnRolloutConfig)
+    """Training on the world's own rollouts (off by default: `own.share=0`)."""
+
+
+@dataclass
+class TeacherTrainConfig(DynamicsTrainConfig):
+    preset: str = "small"
+    """Network size: tiny, small or base; `model.*` keys override single fields."""
+    model: DynamicsConfig = field(default_factory=DynamicsConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=500, ema_decay=0.999))
+    run: RunConfig = field(default_factory=lambda: RunConfig(steps=20_000, batch_size=32, image_every=2000))
     eval_steps: int = 8
     """ODE steps of the teacher in validation."""
-    val_windows: int = 64
     init: str = ""
     """A teacher export to start from (fine-tuning); its network config replaces the preset."""
     own: OwnRolloutConfig = field(default_factory=lambda: OwnRolloutConfig(sampler_steps=8))
-    """Training on the world's own rollouts (off by default: `own.share=0`)."""
 
 
 class TeacherStage:
@@ -118,7 +127,7 @@ def save_dynamics(folder: Path, net: nn.Module, kind: str, cfg: Any) -> None:
         {
             "kind": kind,
             "sampler": "ode" if kind == "teacher" else "consistency",
-            "model": dataclasses.asdict(cfg.model),
+            "model": dataclasses.asdict(net.cfg),
             "play_context_noise": cfg.play_context_noise,
             "context_noise_max": cfg.context_noise_max,
         },
