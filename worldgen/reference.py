@@ -7,23 +7,37 @@ from typing import Any, Callable
 
 import numpy as np
 
+from worldgen.data.collect import EpisodeRecorder
+from worldgen.data.storage import Episode
 from worldgen.kit import Objects
 
 
 @dataclass
 class Reference:
-    """One real episode: frames (T + 1, H, W, 3) uint8, actions, rewards and terminations (T,),
-    the player's true screen position per frame (T + 1, 2) where the game reports it (NaN
-    elsewhere), the level seed, and, where the game tells, the objects on screen per frame
-    ({kind: {object id: (x, y)}}, T + 1 of them)."""
+    """One real episode (recorded as `collect` records one), the player's true screen position
+    per frame (T + 1, 2) where the game reports it (NaN elsewhere), the level seed, and, where
+    the game tells, the objects on screen per frame ({kind: {object id: (x, y)}}, T + 1 of them)."""
 
-    frames: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    terminated: np.ndarray
+    episode: Episode
     player: np.ndarray
     seed: int
     objects: list[Objects] | None = None
+
+    @property
+    def frames(self) -> np.ndarray:
+        return self.episode.frames
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self.episode.actions
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self.episode.rewards
+
+    @property
+    def terminated(self) -> np.ndarray:
+        return self.episode.terminated
 
 
 def record_references(make_env: Callable[[], Any], policy: Any, seeds: list[int], steps: int,
@@ -34,27 +48,20 @@ def record_references(make_env: Callable[[], Any], policy: Any, seeds: list[int]
     for seed in seeds:
         env = make_env()
         obs, info = env.reset(seed=seed)
-        frames, actions, rewards, ended = [obs], [], [], []
-        objects = [objects_of(info)] if objects_of is not None else []
+        recorder = EpisodeRecorder(obs, seed)
+        objects = [objects_of(info)] if objects_of is not None else None
         player = [info.get("player_screen", (np.nan, np.nan))]
-        start = True
-        for _ in range(steps):
-            action = int(policy.act(obs[None], [info], np.array([start]))[0])
-            start = False
+        for t in range(steps):
+            action = int(policy.act(obs[None], [info], np.array([t == 0]))[0])
             obs, reward, terminated, truncated, info = env.step(action)
-            frames.append(obs)
-            actions.append(action)
-            rewards.append(reward)
-            ended.append(terminated)
+            recorder.add(action, obs, reward, terminated, truncated)
             player.append(info.get("player_screen", (np.nan, np.nan)))
-            if objects_of is not None:
+            if objects is not None:
                 objects.append(objects_of(info))
             if terminated or truncated:
                 break
         env.close()
-        refs.append(Reference(np.stack(frames), np.array(actions), np.array(rewards, dtype=np.float32),
-                              np.array(ended), np.array(player, dtype=np.float64), seed,
-                              objects if objects_of is not None else None))
+        refs.append(Reference(recorder.episode("reference"), np.array(player, dtype=np.float64), seed, objects))
     return refs
 
 

@@ -46,7 +46,10 @@ class CollectResult:
         return self.frames / max(self.seconds, 1e-9)
 
 
-class _EpisodeBuffer:
+class EpisodeRecorder:
+    """One episode as it is played, step by step; `episode()` gives the `Episode` a shard holds.
+    Collection and evaluation's real play record through it."""
+
     def __init__(self, first_frame: np.ndarray, level_seed: Any) -> None:
         self.frames = [first_frame]
         self.actions: list[int] = []
@@ -153,8 +156,8 @@ def _collect_locked(out: Path, manifest: dict[str, Any], env_id: str, make: Any,
     try:
         obs, infos = envs.reset(seed=seed)
         per_env = _unbatch(infos, num_envs)
-        buffers: list[_EpisodeBuffer | None] = [
-            _EpisodeBuffer(obs[i], per_env[i].get("level_seed")) for i in range(num_envs)
+        buffers: list[EpisodeRecorder | None] = [
+            EpisodeRecorder(obs[i], per_env[i].get("level_seed")) for i in range(num_envs)
         ]
         while finished < episodes:
             starts = np.array([b is None or not b.actions for b in buffers])
@@ -164,7 +167,7 @@ def _collect_locked(out: Path, manifest: dict[str, Any], env_id: str, make: Any,
             for i in range(num_envs):
                 buffer = buffers[i]
                 if buffer is None:  # next-step autoreset: this step reset env i and ignored its action
-                    buffers[i] = _EpisodeBuffer(obs[i], per_env[i].get("level_seed"))
+                    buffers[i] = EpisodeRecorder(obs[i], per_env[i].get("level_seed"))
                     continue
                 buffer.add(actions[i], obs[i], rewards[i], terminated[i], truncated[i])
                 if terminated[i] or truncated[i]:
