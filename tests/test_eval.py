@@ -127,9 +127,9 @@ def test_cli_pack_and_eval_write_a_report(tiny_world, tiny_world_runs, tiny_data
     assert set(spec.training_seeds) == EpisodeDataset(tiny_dataset).level_seeds() and (world / "teacher" / "config.json").exists()
     out = tmp_path / "eval"
     assert main(["eval", "--world", str(world), "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(out),
-                 "--content-frames", "40", "--content-streams", "2"]) == 0
+                 "--content-frames", "40", "--content-streams", "2", "--teacher-steps", "4"]) == 0
     report = json.loads((out / "report.json").read_text())
-    names = {"world 2-step", "world 1-step", "teacher 1-step mean", "teacher 32 steps"}
+    names = {"world 2-step", "world 1-step", "teacher 1-step mean", "teacher 4 steps"}
     assert {"repeat last frame", *names} == set(report["methods"])
     assert report["seeds"][0] >= 1_000_000 and report["seeds"][0] not in spec.training_seeds and "psnr" in report["autoencoder"]
     assert set(report["autoencoder"]["colour_recall"]) >= {"sky", "dirt", "dirt_dark", "platform", "coins"}
