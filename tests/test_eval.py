@@ -115,7 +115,7 @@ def test_ssim_of_flat_frames_matches_the_formula():
     assert abs(float(ssim(a, b)[0]) - expected) < 1e-9 and float(ssim(a, a)[0]) == 1.0
 
 
-def test_cli_pack_and_eval_write_a_report(tiny_world, tiny_world_runs, tiny_dataset, tmp_path, capsys):
+def test_cli_pack_and_eval_write_a_report(trained_tiny_world, tiny_world_runs, tiny_dataset, tmp_path, capsys):
     from worldgen.cli import main
     from worldgen.world import read_spec
 

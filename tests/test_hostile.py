@@ -232,12 +232,12 @@ def _train_tiny(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
 
 def test_a_killed_training_run_resumes_to_the_same_weights(tiny_dataset, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(_train_tiny(tiny_dataset, straight, 30), check=True, env=ONE_THREAD, capture_output=True)
-    proc = subprocess.Popen(_train_tiny(tiny_dataset, killed, 30), env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(_train_tiny(tiny_dataset, straight, 12), check=True, env=ONE_THREAD, capture_output=True)
+    proc = subprocess.Popen(_train_tiny(tiny_dataset, killed, 12), env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(lambda: len(list_states(killed)) >= 2 or proc.poll() is not None)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    subprocess.run(_train_tiny(tiny_dataset, killed, 30, "--resume"), check=True, env=ONE_THREAD, capture_output=True)
+    subprocess.run(_train_tiny(tiny_dataset, killed, 12, "--resume"), check=True, env=ONE_THREAD, capture_output=True)
     a, b = load_file(straight / "export/model.safetensors"), load_file(killed / "export/model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

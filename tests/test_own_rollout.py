@@ -98,7 +98,7 @@ def test_scd_trains_on_its_own_rollouts(tiny_world_runs, tiny_dataset):
     assert load_weights(out / "export")[1]["kind"] == "scd"
 
 
-def test_init_must_be_a_teacher(tiny_world, tiny_world_runs, tiny_dataset, capsys):
+def test_init_must_be_a_teacher(trained_tiny_world, tiny_world_runs, tiny_dataset, capsys):
     assert main(["train", "teacher", "--data", str(tiny_dataset), "--out", str(tiny_world_runs / "bad"), "--steps", "1",
                  "--set", f"init={tiny_world_runs / 'world_scd' / 'export'}"]) == 2
     assert "is a 'scd' export; a teacher starts from a teacher" in capsys.readouterr().err
