@@ -252,6 +252,54 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent_train(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    import torch
+
+    import envs  # noqa: F401  (registers worldgen/World-v0 and the real games)
+    from worldgen.agent import real_vec_env, train_agent, world_vec_env
+    from worldgen.world import World
+
+    torch.set_num_threads(args.threads)
+    _outputs_free([args.out], [], args.force)
+    if args.real_env:
+        vec_env = real_vec_env(lambda: gym.make(args.real_env), args.num_envs)
+        where = args.real_env
+    else:
+        World(args.world, trusted_modules=args.trust_module)  # a bad world fails here, before any env
+        vec_env = world_vec_env(gym.make_vec("worldgen/World-v0", num_envs=args.num_envs, vectorization_mode="vector_entry_point",
+                                             world=str(args.world), max_episode_steps=args.max_episode_steps,
+                                             autoreset_mode="same_step"))
+        where = f"world {args.world}"
+    out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.tensorboard)
+    print(f"trained {args.algo} for {args.steps} steps in {where}: {out}")
+    return 0
+
+
+def _agent_eval(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from worldgen.agent import Score, baselines, episode_returns, format_scores, load_agent
+    from worldgen.reference import held_out_seeds
+    from worldgen.world import read_spec, resolve_world
+
+    if args.agent and not args.trust_agent:
+        raise ValueError("agent .zip files hold pickled Python objects, which run code when loaded; "
+                         "load only agents you trust, with --trust-agent")
+    make = lambda: gym.make(args.env)  # noqa: E731
+    probe = make()
+    meanings = list(probe.unwrapped.get_action_meanings()) if hasattr(probe.unwrapped, "get_action_meanings") else None
+    num_actions = int(probe.action_space.n)
+    probe.close()
+    seeds = held_out_seeds(args.episodes, set(read_spec(resolve_world(args.world)).training_seeds), start=args.first_seed)
+    scores = [] if args.no_baselines else baselines(make, num_actions, seeds, progress=True)
+    for path in args.agent:
+        scores.append(Score(Path(path).stem, episode_returns(make, load_agent(Path(path)), seeds, True, Path(path).stem)))
+    print(f"{args.env}, {len(seeds)} levels from seed {seeds[0]}:\n" + format_scores(scores, meanings))
+    return 0
+
+
 def _trust_module_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
                    help="a Python module the world's source_env may name (worldgen never imports a module a world names "
@@ -381,6 +429,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     _trust_module_arg(p)
     p.set_defaults(run=_eval)
+
+    agent = sub.add_parser("agent", help="RL agents: train one in a world (or the real game), score agents in the real game")
+    agents = agent.add_subparsers(dest="agent_command", required=True)
+    p = agents.add_parser("train", help="train a Stable-Baselines3 agent on worldgen/World-v0 (batched) and save it")
+    p.add_argument("--world", default="platformer", help="pretrained name or world folder to train in")
+    p.add_argument("--real-env", default=None, metavar="ENV_ID", help="train in this real game instead (the upper reference)")
+    p.add_argument("--algo", choices=["ppo", "a2c"], default="ppo")
+    p.add_argument("--steps", type=_positive, required=True, help="environment steps in all")
+    p.add_argument("--num-envs", type=_positive, default=16, help="worlds stepped in one batched model call")
+    p.add_argument("--n-steps", type=_positive, default=128, help="rollout length per env between updates")
+    p.add_argument("--max-episode-steps", type=_positive, default=300, help="world episodes are cut after this many steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive, default=2, help="torch CPU threads")
+    p.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log folder")
+    p.add_argument("--out", type=Path, required=True, help="the agent, AGENT.zip")
+    p.add_argument("--force", action="store_true", help="replace an existing agent file")
+    _trust_module_arg(p)
+    p.set_defaults(run=_agent_train)
+    p = agents.add_parser("eval", help="score agents in the real game on held-out levels, beside random and the best constant action")
+    p.add_argument("--agent", action="append", default=[], metavar="AGENT.zip", help="an agent to score (repeatable)")
+    p.add_argument("--trust-agent", action="store_true", help="allow loading agent zips (they hold pickled Python objects)")
+    p.add_argument("--env", default="worldgen/Platformer-v0", help="the real game")
+    p.add_argument("--episodes", type=_positive, default=50, help="held-out levels, one episode each")
+    p.add_argument("--first-seed", type=int, default=1_000_000, help="the first level seed tried")
+    p.add_argument("--world", default="platformer", help="a world whose training levels are left out")
+    p.add_argument("--no-baselines", action="store_true", help="leave out random and the constant actions")
+    p.set_defaults(run=_agent_eval)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("info", help="episodes, frames, action histogram and size of a dataset; checks every shard")

@@ -170,23 +170,8 @@ def make_policy(spec: str, num_actions: int, seed: int, trust_agent: bool = Fals
         if not trust_agent:
             raise ValueError(f"{path}: an agent .zip holds pickled Python objects, which run code when loaded; "
                              "load only agents you trust, with --trust-agent")
-        if not path.exists():
-            raise ValueError(f"{path} does not exist")
-        return _sb3_policy(path)
+        from worldgen.agent import load_agent
+
+        act = load_agent(path)
+        return lambda frame, t: act(frame)
     raise ValueError(f"--policy takes random, ACTIONS.json or an agent .zip, got {spec!r}")
-
-
-def _sb3_policy(path: Path) -> Policy:
-    try:
-        import stable_baselines3 as sb3
-    except ImportError as e:
-        raise ValueError("agent policies need the rl extra: pip install 'worldgen[rl]'") from e
-    for algo in (sb3.PPO, sb3.A2C, sb3.DQN):
-        try:
-            model = algo.load(str(path), device="cpu")
-            break
-        except (ValueError, KeyError, RuntimeError, TypeError):
-            continue
-    else:
-        raise ValueError(f"{path}: not a stable-baselines3 PPO, A2C or DQN agent")
-    return lambda frame, t: int(model.predict(frame, deterministic=True)[0])

@@ -1,0 +1,53 @@
+"""`worldgen agent train` and `eval`: a saved, seeded agent, scored in the real game beside baselines."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from worldgen.agent import Score, baselines, episode_returns, load_agent
+from worldgen.cli import main
+
+PLATFORMER = "worldgen/Platformer-v0"
+
+
+def short_real():
+    return gym.make(PLATFORMER, max_episode_steps=40)
+
+
+def test_a_world_trained_agent_is_saved_and_scored_in_the_real_game(tiny_world, tmp_path, capsys):
+    agent = tmp_path / "agent.zip"
+    args = ["agent", "train", "--world", str(tiny_world), "--steps", "64", "--num-envs", "2", "--n-steps", "16",
+            "--max-episode-steps", "20", "--threads", "1", "--out", str(agent)]
+    assert main(args) == 0
+    assert agent.stat().st_size > 0 and not list(tmp_path.glob(".*"))
+    again = tmp_path / "again.zip"
+    assert main([*args[:-1], str(again)]) == 0
+    act_a, act_b = load_agent(agent), load_agent(again)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    assert [act_a(f) for f in frames] == [act_b(f) for f in frames], "the same seed trains the same agent"
+    assert main(args) == 2 and "exists; pass --force" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["agent", "eval", "--agent", str(agent), "--episodes", "2"]) == 2
+    assert "--trust-agent" in capsys.readouterr().err
+
+
+def test_eval_prints_every_policy_with_its_interval(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gym, "make", lambda env_id, **kw: gym.wrappers.TimeLimit(gym.envs.registration.make(env_id), 40)
+                        if env_id == PLATFORMER else gym.envs.registration.make(env_id, **kw))
+    assert main(["agent", "eval", "--episodes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "| random |" in out and "| best constant action (" in out and "3 levels from seed 1000000" in out
+
+
+def test_baselines_and_intervals():
+    seeds = [1_000_000, 1_000_001, 1_000_002]
+    scores = baselines(short_real, 6, seeds)
+    assert [s.name.split(" (")[0] for s in scores] == ["random", "best constant action"]
+    best = scores[1]
+    for a in range(6):  # the best constant is the best of the six on the same levels
+        assert episode_returns(short_real, lambda frame, a=a: a, seeds).mean() <= best.mean + 1e-9
+    assert Score("x", np.array([1.0, 3.0])).ci95 == pytest.approx(1.96 * np.std([1.0, 3.0], ddof=1) / np.sqrt(2))
+    assert Score("x", np.array([2.0])).ci95 == 0.0
+    json.dumps([s.mean for s in scores])

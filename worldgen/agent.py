@@ -1,0 +1,199 @@
+"""RL agents and generated worlds: train with Stable-Baselines3 on a batched world env (or on the
+real game, as the reference), and score any policy in the real game on held-out levels.
+
+Needs the rl extra (stable-baselines3). An agent is saved as Stable-Baselines3 saves one (a zip
+holding pickled objects), so loading one is for agents you trust.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from worldgen.atomic import atomic_path
+
+ALGOS = ("ppo", "a2c")
+Act = Callable[[np.ndarray], int]
+"""A policy as the real game sees it: frame (H, W, 3) uint8 -> action."""
+
+
+def _sb3() -> Any:
+    try:
+        import stable_baselines3
+    except ImportError as e:
+        raise ValueError("agents need the rl extra: pip install 'worldgen[rl]'") from e
+    return stable_baselines3
+
+
+def world_vec_env(venv: gym.vector.VectorEnv) -> Any:
+    """A Gymnasium vector env with same-step autoreset (`worldgen/World-v0` made with
+    `autoreset_mode="same_step"`) as a Stable-Baselines3 VecEnv: all worlds in one model call."""
+    from stable_baselines3.common.vec_env import VecEnv
+
+    class WorldVecEnv(VecEnv):
+        def __init__(self) -> None:
+            super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+            self._actions: np.ndarray | None = None
+            self._seed: int | None = None
+
+        def reset(self) -> np.ndarray:
+            obs, _ = venv.reset(seed=self._seed)
+            self._seed = None
+            return obs
+
+        def seed(self, seed: int | None = None) -> list[int | None]:
+            self._seed = seed
+            return [seed] * self.num_envs
+
+        def step_async(self, actions: np.ndarray) -> None:
+            self._actions = np.asarray(actions, dtype=np.int64)
+
+        def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+            obs, rewards, terminated, truncated, info = venv.step(self._actions)
+            done = terminated | truncated
+            infos: list[dict] = [{} for _ in range(self.num_envs)]
+            for i in np.flatnonzero(done):
+                infos[i] = {"terminal_observation": info["final_obs"][i], "TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
+            return obs, rewards.astype(np.float32), done, infos
+
+        def close(self) -> None:
+            venv.close()
+
+        def get_attr(self, name: str, indices: Any = None) -> list[Any]:
+            return [getattr(venv, name)] * self.num_envs
+
+        def set_attr(self, name: str, value: Any, indices: Any = None) -> None:
+            setattr(venv, name, value)
+
+        def env_method(self, name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+            return [getattr(venv, name)(*args, **kwargs)] * self.num_envs
+
+        def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+            return [False] * self.num_envs
+
+    return WorldVecEnv()
+
+
+def real_vec_env(make_env: Callable[[], gym.Env], num_envs: int) -> Any:
+    """The real game in `num_envs` copies as a Stable-Baselines3 VecEnv (the upper reference)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    return DummyVecEnv([make_env] * num_envs)
+
+
+def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: int = 0, n_steps: int = 128,
+                tensorboard: Path | None = None, progress: bool = True) -> Path:
+    """Train a CNN policy for `steps` environment steps on `vec_env` and save it to `out` (.zip),
+    atomically: an interrupted run leaves no half-written agent."""
+    if algo not in ALGOS:
+        raise ValueError(f"--algo must be one of {', '.join(ALGOS)}, got {algo!r}")
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {steps}")
+    out = Path(out)
+    if out.suffix != ".zip":
+        raise ValueError(f"{out}: an agent is saved as a .zip")
+    sb3 = _sb3()
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Progress(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bar = tqdm(total=steps, desc=f"{algo} training", unit="step", disable=not progress)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.training_env.num_envs)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    cls = {"ppo": sb3.PPO, "a2c": sb3.A2C}[algo]
+    kwargs: dict[str, Any] = {"n_steps": n_steps}
+    if algo == "ppo":
+        kwargs["batch_size"] = min(256, n_steps * vec_env.num_envs)
+    vec_env.seed(seed)
+    model = cls("CnnPolicy", vec_env, seed=seed, verbose=0, device="cpu",
+                tensorboard_log=str(tensorboard) if tensorboard else None, **kwargs)
+    model.learn(total_timesteps=steps, callback=Progress(), tb_log_name=out.stem)
+    with atomic_path(out, ".zip") as tmp:
+        model.save(tmp)
+    return out
+
+
+def load_agent(path: Path) -> Act:
+    """A saved agent as a policy (deterministic actions). Unpickles: trusted agents only."""
+    sb3 = _sb3()
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    for cls in (sb3.PPO, sb3.A2C, sb3.DQN):
+        try:
+            model = cls.load(str(path), device="cpu")
+            break
+        except (ValueError, KeyError, RuntimeError, TypeError):
+            continue
+    else:
+        raise ValueError(f"{path}: not a stable-baselines3 PPO, A2C or DQN agent")
+    return lambda frame: int(model.predict(frame, deterministic=True)[0])
+
+
+def episode_returns(make_env: Callable[[], gym.Env], act: Act, seeds: list[int], progress: bool = False,
+                    name: str = "policy") -> np.ndarray:
+    """The return of one episode per level seed, playing `act` in the real game."""
+    env = make_env()
+    out = []
+    for seed in tqdm(seeds, desc=name, unit="ep", disable=not progress):
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        out.append(total)
+    env.close()
+    return np.array(out)
+
+
+@dataclass
+class Score:
+    name: str
+    returns: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def ci95(self) -> float:
+        """Half-width of the normal 95% interval of the mean (0 for one episode)."""
+        n = len(self.returns)
+        return 1.96 * float(self.returns.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+
+
+def baselines(make_env: Callable[[], gym.Env], num_actions: int, seeds: list[int], seed: int = 0,
+              progress: bool = False) -> list[Score]:
+    """Uniform random actions, and the best constant action (each tried on the same levels)."""
+    rng = np.random.default_rng(seed)
+    scores = [Score("random", episode_returns(make_env, lambda frame: int(rng.integers(num_actions)), seeds, progress, "random"))]
+    constant = [Score(f"always action {a}", episode_returns(make_env, lambda frame, a=a: a, seeds, progress, f"always {a}"))
+                for a in range(num_actions)]
+    best = max(constant, key=lambda s: s.mean)
+    scores.append(Score(f"best constant action ({best.name.removeprefix('always action ')})", best.returns))
+    return scores
+
+
+def format_scores(scores: list[Score], meanings: list[str] | None = None) -> str:
+    lines = ["| policy | real-game return, mean +- 95% CI | episodes |", "|---|---|---|"]
+    for s in scores:
+        name = s.name
+        if meanings and name.startswith("best constant action ("):
+            a = int(name[len("best constant action ("):-1])
+            name = f"best constant action ({meanings[a]})"
+        lines.append(f"| {name} | {s.mean:.2f} +- {s.ci95:.2f} | {len(s.returns)} |")
+    return "\n".join(lines)
