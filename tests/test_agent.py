@@ -51,3 +51,13 @@ def test_baselines_and_intervals():
     assert Score("x", np.array([1.0, 3.0])).ci95 == pytest.approx(1.96 * np.std([1.0, 3.0], ddof=1) / np.sqrt(2))
     assert Score("x", np.array([2.0])).ci95 == 0.0
     json.dumps([s.mean for s in scores])
+
+
+def test_the_imagination_table_sets_world_return_beside_real(tiny_world, tmp_path, capsys):
+    agent = tmp_path / "agent.zip"
+    assert main(["agent", "train", "--world", str(tiny_world), "--steps", "32", "--num-envs", "2", "--n-steps", "16",
+                 "--threads", "1", "--out", str(agent)]) == 0
+    assert main(["agent", "eval", "--agent", str(agent), "--trust-agent", "--episodes", "2", "--no-baselines", "--in-world",
+                 "--world", str(tiny_world), "--world-steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "| return in the world | gap (world - real) |" in out and "| agent |" in out

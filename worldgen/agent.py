@@ -144,12 +144,13 @@ def load_agent(path: Path) -> Act:
 
 
 def episode_returns(make_env: Callable[[], gym.Env], act: Act, seeds: list[int], progress: bool = False,
-                    name: str = "policy") -> np.ndarray:
-    """The return of one episode per level seed, playing `act` in the real game."""
+                    name: str = "policy", prompt: bool = False) -> np.ndarray:
+    """The return of one episode per level seed, playing `act` in the real game, or (`prompt`) in
+    a world env started from that level's first frame: what the agent imagines it earns."""
     env = make_env()
     out = []
     for seed in tqdm(seeds, desc=name, unit="ep", disable=not progress):
-        obs, _ = env.reset(seed=seed)
+        obs, _ = env.reset(seed=seed, options={"prompt": seed} if prompt else None)
         total, done = 0.0, False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(act(obs))
@@ -164,6 +165,9 @@ def episode_returns(make_env: Callable[[], gym.Env], act: Act, seeds: list[int],
 class Score:
     name: str
     returns: np.ndarray
+    """Real-game returns, one per level."""
+    imagined: np.ndarray | None = None
+    """The same policy's returns in the world, from the same levels' first frames."""
 
     @property
     def mean(self) -> float:
@@ -189,11 +193,18 @@ def baselines(make_env: Callable[[], gym.Env], num_actions: int, seeds: list[int
 
 
 def format_scores(scores: list[Score], meanings: list[str] | None = None) -> str:
-    lines = ["| policy | real-game return, mean +- 95% CI | episodes |", "|---|---|---|"]
+    """The table: real-game return +- 95% CI, and where measured the return in the world and the
+    gap (world - real: what the agent imagines it earns and does not)."""
+    imagined = any(s.imagined is not None for s in scores)
+    head = "| policy | real-game return, mean +- 95% CI |" + (" return in the world | gap (world - real) |" if imagined else "")
+    lines = [head + " episodes |", "|---|---|" + ("---|---|" if imagined else "") + "---|"]
     for s in scores:
         name = s.name
         if meanings and name.startswith("best constant action ("):
             a = int(name[len("best constant action ("):-1])
             name = f"best constant action ({meanings[a]})"
-        lines.append(f"| {name} | {s.mean:.2f} +- {s.ci95:.2f} | {len(s.returns)} |")
+        row = f"| {name} | {s.mean:.2f} +- {s.ci95:.2f} |"
+        if imagined:
+            row += (f" {s.imagined.mean():.2f} | {s.imagined.mean() - s.mean:+.2f} |" if s.imagined is not None else " - | - |")
+        lines.append(row + f" {len(s.returns)} |")
     return "\n".join(lines)

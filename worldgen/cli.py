@@ -294,8 +294,11 @@ def _agent_eval(args: argparse.Namespace) -> int:
     probe.close()
     seeds = held_out_seeds(args.episodes, set(read_spec(resolve_world(args.world)).training_seeds), start=args.first_seed)
     scores = [] if args.no_baselines else baselines(make, num_actions, seeds, progress=True)
+    make_world = lambda: gym.make("worldgen/World-v0", world=str(args.world), max_episode_steps=args.world_steps)  # noqa: E731
     for path in args.agent:
-        scores.append(Score(Path(path).stem, episode_returns(make, load_agent(Path(path)), seeds, True, Path(path).stem)))
+        act = load_agent(Path(path))
+        imagined = episode_returns(make_world, act, seeds, True, f"{Path(path).stem} in the world", prompt=True) if args.in_world else None
+        scores.append(Score(Path(path).stem, episode_returns(make, act, seeds, True, Path(path).stem), imagined))
     print(f"{args.env}, {len(seeds)} levels from seed {seeds[0]}:\n" + format_scores(scores, meanings))
     return 0
 
@@ -454,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_positive, default=50, help="held-out levels, one episode each")
     p.add_argument("--first-seed", type=int, default=1_000_000, help="the first level seed tried")
     p.add_argument("--world", default="platformer", help="a world whose training levels are left out")
+    p.add_argument("--in-world", action="store_true",
+                   help="also play each agent in --world from the same levels' first frames: return in the world, and the gap")
+    p.add_argument("--world-steps", type=_positive, default=1000, help="episode cut in the world (the real game's is 1000)")
     p.add_argument("--no-baselines", action="store_true", help="leave out random and the constant actions")
     p.set_defaults(run=_agent_eval)
 
