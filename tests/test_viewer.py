@@ -101,3 +101,32 @@ def test_the_real_pane_says_when_its_episode_ends(tiny_world, monkeypatch):
     assert "real game: episode over" not in drawn
     Viewer(world, seed=1, compare_env=short, fps=60).run(max_frames=6)
     assert "real game: episode over" in drawn and any("real game ended, R restarts" in t for t in drawn)
+
+
+def test_an_agent_drives_until_m_hands_control_to_the_keyboard(tiny_world, monkeypatch):
+    drawn, seen = [], []
+    real_render = pygame.font.Font.render
+
+    class Font(pygame.font.Font):
+        def render(self, text, *args):
+            drawn.append(text)
+            return real_render(self, text, *args)
+
+    monkeypatch.setattr(pygame.font, "Font", Font)
+    world = World(tiny_world)
+    real_step = world.step
+    monkeypatch.setattr(world, "step", lambda actions: seen.append(int(actions[0])) or real_step(actions))
+    script = lambda f: [key(pygame.K_m)] if f in (3, 6) else []  # noqa: E731
+    stats = Viewer(world, seed=1, fps=60, agent=lambda frame: 5).run(max_frames=9, script=script)
+    assert seen == [5, 5, 5, 0, 0, 0, 5, 5, 5], "the agent, then the keyboard (nothing held: NOOP), then the agent"
+    assert stats.agent_frames == 6
+    assert "control: AGENT (M: take over)" in drawn and "control: YOU (M: hand to the agent)" in drawn
+
+
+def test_play_refuses_an_agent_without_trust(capsys, tmp_path):
+    from worldgen.cli import main
+
+    agent = tmp_path / "a.zip"
+    agent.write_bytes(b"PK")
+    assert main(["play", "--agent", str(agent)]) == 2
+    assert "--trust-agent" in capsys.readouterr().err

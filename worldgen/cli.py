@@ -111,13 +111,23 @@ def _play(args: argparse.Namespace) -> int:
     compare = None
     if args.compare:
         compare = world.make_source
-    viewer = Viewer(world, prompt=args.prompt, scale=args.scale, compare_env=compare, clip_dir=args.clips, seed=args.seed)
+    agent = None
+    if args.agent:
+        from worldgen.record import make_policy
+
+        if Path(args.agent).suffix != ".zip":
+            raise ValueError(f"--agent takes a stable-baselines3 agent .zip, got {args.agent}")
+        drive = make_policy(str(args.agent), len(world.action_meanings), args.seed, trust_agent=args.trust_agent)
+        agent = lambda frame: drive(frame, 0)  # noqa: E731
+    viewer = Viewer(world, prompt=args.prompt, scale=args.scale, compare_env=compare, clip_dir=args.clips, seed=args.seed,
+                    agent=agent)
     try:
         stats = viewer.run()
     except NoDisplay as e:
         print(f"error: cannot open a window ({e}); record headless instead: worldgen record -o clip.mp4", file=sys.stderr)
         return 2
-    print(f"played {stats.frames} frames at {stats.fps:.1f} fps ({sum(stats.model_ms) / max(len(stats.model_ms), 1):.1f} ms per frame)")
+    print(f"played {stats.frames} frames at {stats.fps:.1f} fps ({sum(stats.model_ms) / max(len(stats.model_ms), 1):.1f} ms per frame)"
+          + (f", {stats.agent_frames} driven by the agent" if args.agent else ""))
     for clip in stats.clips:
         print(f"recorded {clip}")
     return 0
@@ -357,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="level seed of the source game and noise seed")
     p.add_argument("--clips", type=Path, default=Path("clips"), help="where F5 writes clips")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks: faster frames after a minute's compile")
+    p.add_argument("--agent", type=Path, default=None, metavar="AGENT.zip",
+                   help="an agent drives the world; M hands control to the keyboard and back (needs --trust-agent)")
+    p.add_argument("--trust-agent", action="store_true", help="allow loading the agent zip (it holds pickled Python objects)")
     _trust_module_arg(p)
     p.set_defaults(run=_play)
 

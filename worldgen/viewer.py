@@ -3,7 +3,7 @@
 Keys come from the world's action names: arrows or WASD move, Space (or Up/W) jumps or fires.
 F1 lists them; R resets, P pauses, TAB switches 1 and 2 sampling steps, F5 starts and stops
 recording a clip, Backspace rewinds a second, G re-grounds the world from the real game
-(with --compare), Esc quits.
+(with --compare), M hands control between an agent (with --agent) and the keyboard, Esc quits.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def key_help(meanings: list[str]) -> list[str]:
     for name in meanings:
         keys = [" + ".join("/".join(k[2:].upper() for k in _TOKEN_KEYS[t]) for t in name.split("_") if t in _TOKEN_KEYS)]
         lines.append(f"{name:<12} {keys[0] if keys[0] else '(no key)'}")
-    return lines + ["", "R reset  P pause  TAB 1/2 steps  F5 record", "Backspace rewind  G re-ground  Esc quit"]
+    return lines + ["", "R reset  P pause  TAB 1/2 steps  F5 record", "Backspace rewind  G re-ground  M agent/you  Esc quit"]
 
 
 @dataclass
@@ -70,6 +70,8 @@ class PlayStats:
     seconds: float = 0.0
     model_ms: list[float] = field(default_factory=list)
     clips: list[Path] = field(default_factory=list)
+    agent_frames: int = 0
+    """Frames the agent drove (the rest, the keyboard)."""
 
     @property
     def fps(self) -> float:
@@ -86,8 +88,12 @@ class Viewer:
         compare_env: Callable[[], Any] | None = None,
         clip_dir: Path = Path("clips"),
         seed: int = 0,
+        agent: Callable[[np.ndarray], int] | None = None,
     ) -> None:
+        """`agent`: a policy (frame -> action) that drives the world until M hands control to
+        the keyboard; M again gives it back (as in DIAMOND's viewer)."""
         self.world = world
+        self.agent = agent
         self.prompt: int | str = seed if prompt is None else (str(prompt) if isinstance(prompt, Path) else prompt)
         """A level seed of the source game or an image path: what a clip can name to replay."""
         if compare_env is not None and not isinstance(self.prompt, int):
@@ -108,7 +114,7 @@ class Viewer:
             pygame.font.init()
             size = self.world.spec.frame_size * self.scale
             panes = 2 if self.make_real else 1
-            screen = pygame.display.set_mode((size * panes, size + 72))
+            screen = pygame.display.set_mode((size * panes, size + (96 if self.agent is not None else 72)))
         except pygame.error as e:
             raise NoDisplay(str(e)) from None
         pygame.display.set_caption(f"worldgen: {self.world.spec.name}")
@@ -138,6 +144,7 @@ class Viewer:
 
         frame, real = reset()
         paused, show_help, recording = False, False, None
+        agent_drives = self.agent is not None
         total_reward, steps, drift = 0.0, 0, float("nan")
         start = time.perf_counter()
         running = True
@@ -158,6 +165,8 @@ class Viewer:
                         paused = not paused
                     elif event.key == pygame.K_TAB and self.world.spec.sampler == "consistency":
                         self.world.sampling_steps = 3 - self.world.sampling_steps
+                    elif event.key == pygame.K_m and self.agent is not None:
+                        agent_drives = not agent_drives
                     elif event.key == pygame.K_F1:
                         show_help = not show_help
                     elif event.key == pygame.K_F5:
@@ -178,7 +187,8 @@ class Viewer:
             if not running:
                 break
             if not paused:
-                action = action_for_keys(meanings, held_keys(pygame))
+                action = self.agent(frame) if agent_drives else action_for_keys(meanings, held_keys(pygame))
+                stats.agent_frames += agent_drives
                 history.append((self.world.get_state(), frame))
                 t0 = time.perf_counter()
                 result = self.world.step([action])
@@ -196,7 +206,7 @@ class Viewer:
                     real_actions.append(action)
                     drift = float(psnr(frame, real))
             self._draw(pygame, screen, font, frame, real, show_help, recording is not None, stats, steps, total_reward, drift, clock,
-                       real_done)
+                       real_done, agent_drives)
             pygame.display.flip()
             clock.tick(self.fps)  # real time: never faster than the target
             stats.frames += 1
@@ -231,7 +241,8 @@ class Viewer:
         stats.clips.append(path)
         return None
 
-    def _draw(self, pygame, screen, font, frame, real, show_help, recording, stats, steps, reward, drift, clock, real_done) -> None:
+    def _draw(self, pygame, screen, font, frame, real, show_help, recording, stats, steps, reward, drift, clock, real_done,
+              agent_drives) -> None:
         size = self.world.spec.frame_size * self.scale
         screen.fill((20, 20, 28))
         for i, image in enumerate([frame] + ([real] if real is not None else [])):
@@ -246,6 +257,8 @@ class Viewer:
             f"{clock.get_fps():5.1f} fps   {ms:5.1f} ms/frame   {self.world.sampling_steps} step(s)   step {steps}   reward {reward:+.1f}",
             ("REC  " if recording else "") + (status if real is not None else "F1: keys"),
         ]
+        if self.agent is not None:
+            hud.append("control: AGENT (M: take over)" if agent_drives else "control: YOU (M: hand to the agent)")
         for i, line in enumerate(hud):
             screen.blit(font.render(line, True, (230, 230, 230)), (8, size + 8 + 24 * i))
         if show_help:
