@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pygame
+import pytest
 
 from worldgen import viewer as viewer_module
 from worldgen.record import Clip, replay_clip
@@ -19,6 +20,21 @@ def test_keys_map_to_actions_by_name():
     atari = ["NOOP", "FIRE", "RIGHT", "LEFT"]
     assert action_for_keys(atari, {"K_SPACE"}) == 1 and action_for_keys(atari, {"K_a"}) == 3
     assert any("RIGHT_JUMP" in line and "SPACE" in line for line in key_help(MEANINGS))
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every text the viewer renders, in order."""
+    texts = []
+    real_render = pygame.font.Font.render
+
+    class Font(pygame.font.Font):
+        def render(self, text, *args):
+            texts.append(text)
+            return real_render(self, text, *args)
+
+    monkeypatch.setattr(pygame.font, "Font", Font)
+    return texts
 
 
 def key(k, down=True):
@@ -83,18 +99,9 @@ def test_viewer_compares_with_the_real_game(tiny_world):
     assert stats.frames == 6
 
 
-def test_the_real_pane_says_when_its_episode_ends(tiny_world, monkeypatch):
+def test_the_real_pane_says_when_its_episode_ends(tiny_world, drawn):
     import gymnasium as gym
 
-    drawn = []
-    real_render = pygame.font.Font.render
-
-    class Font(pygame.font.Font):
-        def render(self, text, *args):
-            drawn.append(text)
-            return real_render(self, text, *args)
-
-    monkeypatch.setattr(pygame.font, "Font", Font)
     world = World(tiny_world)
     short = lambda: gym.make("worldgen/Platformer-v0", max_episode_steps=3)  # noqa: E731
     Viewer(world, seed=1, compare_env=short, fps=60).run(max_frames=2)
@@ -103,16 +110,8 @@ def test_the_real_pane_says_when_its_episode_ends(tiny_world, monkeypatch):
     assert "real game: episode over" in drawn and any("real game ended, R restarts" in t for t in drawn)
 
 
-def test_an_agent_drives_until_m_hands_control_to_the_keyboard(tiny_world, monkeypatch):
-    drawn, seen = [], []
-    real_render = pygame.font.Font.render
-
-    class Font(pygame.font.Font):
-        def render(self, text, *args):
-            drawn.append(text)
-            return real_render(self, text, *args)
-
-    monkeypatch.setattr(pygame.font, "Font", Font)
+def test_an_agent_drives_until_m_hands_control_to_the_keyboard(tiny_world, drawn, monkeypatch):
+    seen = []
     world = World(tiny_world)
     real_step = world.step
     monkeypatch.setattr(world, "step", lambda actions: seen.append(int(actions[0])) or real_step(actions))
