@@ -14,6 +14,8 @@ EXAMPLES = """examples:
   worldgen train teacher --data data/platformer --out runs/platformer/teacher
   worldgen train scm --mode scd --data data/platformer --out runs/platformer/scd
   worldgen train reward --data data/platformer --out runs/platformer/reward
+  worldgen agent train --world platformer --steps 20000 --out agent.zip
+  worldgen agent eval --agent agent.zip --trust-agent --episodes 50 --in-world
 """
 
 
