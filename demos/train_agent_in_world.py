@@ -36,7 +36,7 @@ if __name__ == "__main__":
     make_real = lambda: gym.make("worldgen/Platformer-v0")  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         agent = train_agent(world_vec_env(venv), Path(tmp) / "agent.zip", args.timesteps, seed=args.seed, n_steps=args.n_steps)
-        act = load_agent(agent)  # our own agent, just written: trusted
+        act = load_agent(agent, trusted=True)  # our own agent, just written
         rng = np.random.default_rng(args.seed)
         scores = [Score("random", episode_returns(make_real, lambda frame: int(rng.integers(6)), levels)),
                   Score(f"PPO, {args.timesteps} steps in the world", episode_returns(make_real, act, levels))]

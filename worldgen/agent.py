@@ -126,10 +126,14 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     return out
 
 
-def load_agent(path: Path) -> Act:
-    """A saved agent as a policy (deterministic actions). Unpickles: trusted agents only."""
-    sb3 = _sb3()
+def load_agent(path: Path, trusted: bool) -> Act:
+    """A saved agent as a policy (deterministic actions). Loading unpickles, so an agent is
+    refused unless the user said they trust it (`trusted`, the CLI's --trust-agent)."""
     path = Path(path)
+    if not trusted:
+        raise ValueError(f"{path}: an agent .zip holds pickled Python objects, which run code when loaded; "
+                         "load only agents you trust, with --trust-agent")
+    sb3 = _sb3()
     if not path.exists():
         raise ValueError(f"{path} does not exist")
     for cls in (sb3.PPO, sb3.A2C, sb3.DQN):

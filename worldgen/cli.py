@@ -115,12 +115,9 @@ def _play(args: argparse.Namespace) -> int:
         compare = world.make_source
     agent = None
     if args.agent:
-        from worldgen.record import make_policy
+        from worldgen.agent import load_agent
 
-        if Path(args.agent).suffix != ".zip":
-            raise ValueError(f"--agent takes a stable-baselines3 agent .zip, got {args.agent}")
-        drive = make_policy(str(args.agent), len(world.action_meanings), args.seed, trust_agent=args.trust_agent)
-        agent = lambda frame: drive(frame, 0)  # noqa: E731
+        agent = load_agent(args.agent, args.trust_agent)
     viewer = Viewer(world, prompt=args.prompt, scale=args.scale, compare_env=compare, clip_dir=args.clips, seed=args.seed,
                     agent=agent)
     try:
@@ -296,9 +293,7 @@ def _agent_eval(args: argparse.Namespace) -> int:
     from worldgen.reference import held_out_seeds
     from worldgen.world import read_spec, resolve_world
 
-    if args.agent and not args.trust_agent:
-        raise ValueError("agent .zip files hold pickled Python objects, which run code when loaded; "
-                         "load only agents you trust, with --trust-agent")
+    agents = {Path(path).stem: load_agent(Path(path), args.trust_agent) for path in args.agent}  # refused before any play
     make = lambda: gym.make(args.env)  # noqa: E731
     probe = make()
     meanings = list(probe.unwrapped.get_action_meanings()) if hasattr(probe.unwrapped, "get_action_meanings") else None
@@ -307,10 +302,9 @@ def _agent_eval(args: argparse.Namespace) -> int:
     seeds = held_out_seeds(args.episodes, set(read_spec(resolve_world(args.world)).training_seeds), start=args.first_seed)
     scores = [] if args.no_baselines else baselines(make, num_actions, seeds, progress=True)
     make_world = lambda: gym.make("worldgen/World-v0", world=str(args.world), max_episode_steps=args.world_steps)  # noqa: E731
-    for path in args.agent:
-        act = load_agent(Path(path))
-        imagined = episode_returns(make_world, act, seeds, True, f"{Path(path).stem} in the world", prompt=True) if args.in_world else None
-        scores.append(Score(Path(path).stem, episode_returns(make, act, seeds, True, Path(path).stem), imagined))
+    for name, act in agents.items():
+        imagined = episode_returns(make_world, act, seeds, True, f"{name} in the world", prompt=True) if args.in_world else None
+        scores.append(Score(name, episode_returns(make, act, seeds, True, name), imagined))
     print(f"{args.env}, {len(seeds)} levels from seed {seeds[0]}:\n" + format_scores(scores, meanings))
     return 0
 

@@ -167,11 +167,8 @@ def make_policy(spec: str, num_actions: int, seed: int, trust_agent: bool = Fals
             raise ValueError(f"{path}: expected a non-empty list of actions (integers in [0, {num_actions})), or a clip holding one")
         return lambda frame, t: actions[t % len(actions)]
     if path.suffix == ".zip":
-        if not trust_agent:
-            raise ValueError(f"{path}: an agent .zip holds pickled Python objects, which run code when loaded; "
-                             "load only agents you trust, with --trust-agent")
         from worldgen.agent import load_agent
 
-        act = load_agent(path)
+        act = load_agent(path, trust_agent)
         return lambda frame, t: act(frame)
     raise ValueError(f"--policy takes random, ACTIONS.json or an agent .zip, got {spec!r}")
