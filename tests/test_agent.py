@@ -60,4 +60,29 @@ def test_the_imagination_table_sets_world_return_beside_real(tiny_world, tmp_pat
     assert main(["agent", "eval", "--agent", str(agent), "--trust-agent", "--episodes", "2", "--no-baselines", "--in-world",
                  "--world", str(tiny_world), "--world-steps", "5"]) == 0
     out = capsys.readouterr().out
-    assert "| return in the world | gap (world - real) |" in out and "| agent |" in out
+    assert "| return in the world | the rules on the world's frames | gap (world - real) |" in out and "| agent |" in out
+
+
+class Counting(gym.Env):
+    """Frames 0, 1, 2, ... (the step count in every pixel); pays 1 a step; ends after 5 steps."""
+
+    observation_space = gym.spaces.Box(0, 255, (2, 2, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        self.t = 0
+        return np.zeros((2, 2, 3), np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full((2, 2, 3), self.t, np.uint8), 1.0, self.t == 5, False, {}
+
+
+def test_in_world_returns_split_what_the_head_paid_from_what_the_rules_read():
+    def rules(frames):  # pays 2 a step and sees an ending at the step into frame 3
+        steps = frames[1:, 0, 0, 0]
+        return np.full(len(steps), 2.0), steps == 3
+
+    rows = episode_returns(Counting, lambda frame: 0, [1, 2], rules=rules)
+    assert rows.tolist() == [[5.0, 6.0], [5.0, 6.0]]  # the head paid 5; the rules 2 x 3 steps, up to their ending
+    assert episode_returns(Counting, lambda frame: 0, [1]).tolist() == [5.0]

@@ -179,3 +179,60 @@ def test_a_game_without_a_kit_is_judged_by_its_colours(streams):
     assert len(oracle) >= 6 and oracle == pytest.approx([1.0] * len(oracle))
     empty = report["methods"]["sky"]["ratio"]
     assert min(empty[sky]) > 1 and all(v == 0 for kind, ratios in empty.items() if kind != sky for v in ratios if v == v)
+
+
+class MarkerHead(nn.Module):
+    """A reward head that pays 1 (and ends the episode) where the next frame's top-left pixel is
+    marked, `late` steps after the mark: it reads the same pictures as the rules below."""
+
+    def __init__(self, late: int = 0) -> None:
+        super().__init__()
+        self.late, self.seen = late, []
+
+    def forward(self, context, actions, next_latent):
+        self.seen.append(next_latent[:, 0, 0, 0] > 0.4)  # the marked red channel: 1.0 in the frame, sigma_d = 0.5 here
+        marked = self.seen[-1 - self.late] if len(self.seen) > self.late else torch.zeros_like(self.seen[-1])
+        return marked.float() * np.log(2.0), torch.where(marked, 1.0, -1.0)
+
+
+def _marker_rules(frames):
+    """Rules read from pictures: +1 and an ending for each step into a marked frame."""
+    marked = frames[1:, 0, 0, 0] == 255
+    return marked.astype(np.float32), marked
+
+
+def test_the_reward_head_is_judged_on_the_worlds_own_frames_per_bin():
+    from worldgen.content import Stream, format_events
+
+    frames, steps = 140, 140 + K
+    rng = np.random.default_rng(0)
+    marks = [np.sort(rng.choice(np.arange(2, frames), 12, replace=False)) for _ in range(2)]  # horizons
+    streams, drawn = [], []
+    for m in marks:
+        video = np.full((steps + 1, 64, 64, 3), 100, np.uint8)
+        rewards = np.zeros(steps, np.float32)
+        rewards[K + m - 2] = 1.0  # the step into horizon h is step K + h - 2 of the stream
+        streams.append(Stream(video, np.zeros(steps, np.int64), [0], rewards, rewards > 0))
+        world = video[K : K + frames].copy()
+        world[m - 1, 0, 0, 0] = 255  # horizon h is index h - 1
+        drawn.append(world)
+    codec = LatentCodec(Identity(), torch.device("cpu"))
+    one_step = Sampler("consistency", 1, 0.0)
+    judged = {}
+    for late in (0, 1, 3):
+        method = Method("world", Scripted(np.stack(drawn)), one_step)
+        report = content_report([method], streams, codec, K, KIT.content, frames, reward_head=MarkerHead(late),
+                                rules=_marker_rules)
+        judged[late] = report["methods"]["world"]["events"]
+    exact = judged[0]
+    assert exact["bins"] == [(1, 32), (33, 128), (129, 140)]
+    events = sum(s["reward_events"] for s in exact["rules"])
+    assert events == 24 and sum(s["terminations"] for s in exact["rules"]) == 24
+    for scores in exact["rules"] + [exact["real_game"]]:
+        if scores["reward_events"]:
+            assert scores["reward_precision"] == scores["reward_recall"] == scores["termination_recall"] == 1.0
+    one_late = judged[1]["rules"]
+    assert all(s["reward_recall"] == 1.0 for s in one_late if s["reward_events"])  # within the tolerance of a step
+    assert all(s["reward_recall"] < 0.5 for s in judged[3]["rules"] if s["reward_events"])
+    table = format_events(report)
+    assert "h33-128 (rules)" in table and "| world | termination |" in table

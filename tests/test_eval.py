@@ -169,6 +169,23 @@ def test_event_scores_count_hits_and_say_nan_when_there_is_nothing_to_score():
     assert all(np.isnan(quiet[k]) for k in ("reward_precision", "reward_recall", "termination_precision", "termination_recall"))
 
 
+def test_events_match_within_the_tolerance_and_count_in_their_bin():
+    from worldgen.metrics import event_scores, event_scores_by_bin
+
+    truth = np.zeros((2, 10))
+    truth[0, 3], truth[1, 7] = 1.0, -1.0
+    late = np.roll(truth, 1, axis=1)  # every event a step late; the second crosses into bin 2
+    none = np.zeros((2, 10), bool)
+    assert event_scores(late, truth, none, none)["reward_recall"] == 0.0
+    assert event_scores(late, truth, none, none, tolerance=1)["reward_recall"] == 1.0
+    assert event_scores(-late, truth, none, none, tolerance=1)["reward_recall"] == 0.0  # the sign must agree
+    first, second = event_scores_by_bin(late, truth, none, none, [(1, 8), (9, 10)], tolerance=1)
+    assert (first["reward_events"], second["reward_events"]) == (2, 0)
+    assert (first["predicted_reward_events"], second["predicted_reward_events"]) == (1, 1)
+    assert first["reward_precision"] == first["reward_recall"] == second["reward_precision"] == 1.0
+    assert np.isnan(second["reward_recall"])
+
+
 def test_labelled_grid_names_its_rows_and_columns():
     from worldgen.frames import labelled_grid
 

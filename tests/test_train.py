@@ -96,6 +96,48 @@ def test_reward_head_trains(tiny_world_runs, tiny_dataset):
     assert val
 
 
+def test_reward_head_trains_on_the_worlds_own_frames_judged_by_the_rules(capsys, trained_tiny_world, tiny_world_runs,
+                                                                          tiny_dataset):
+    import numpy as np
+
+    from envs.platformer import frame_events
+    from worldgen.codec import LatentCodec
+    from worldgen.data.latents import encode_dataset
+    from worldgen.data.windows import WindowDataset
+    from worldgen.train.judged_rollouts import JudgedPool, JudgedRolloutConfig
+
+    ae_folder, scd = tiny_world_runs / "ae" / "export", tiny_world_runs / "world_scd" / "export"
+    cfg = JudgedRolloutConfig(share=0.5, world=str(scd), rollouts=4, frames=12, chunk=3)
+    ae = load_export(ae_folder, "autoencoder")[0]
+    windows = WindowDataset(tiny_dataset, 4, "train", 0.3, latents=encode_dataset(ae, ae_folder, tiny_dataset))
+    codec = LatentCodec(ae, torch.device("cpu"))
+    pool = JudgedPool(cfg, windows, codec, frame_events, torch.device("cpu"))
+    assert pool.latents.shape[:2] == (4, 4 + 12) and pool.actions.shape == (4, 4 + 11)
+    assert len(pool.val_index) == 12 and len(pool.train_index) == 36
+    # The labels are the rules read from the decoded rollout, from the last real frame on.
+    frames = codec.decode(pool.latents[1, 3:].float())
+    rewards, ended = frame_events(frames)
+    assert np.array_equal(pool.rewards[1].numpy(), rewards) and np.array_equal(pool.ended[1].numpy(), ended)
+    batch = pool.batch(torch.tensor([1 * 12 + 5]), torch.device("cpu"))  # rollout 1, step 5
+    assert torch.equal(batch["target"][0], pool.latents[1, 4 + 5].float())
+    assert torch.equal(batch["context"][0], pool.latents[1, 5:9].float())
+    assert batch["reward"][0] == pool.rewards[1, 5]
+    # The same seed draws the same pool: a resumed run trains on the same frames.
+    again = JudgedPool(cfg, windows, codec, frame_events, torch.device("cpu"))
+    assert torch.equal(again.latents, pool.latents)
+
+    out = tiny_world_runs / "reward_judged"
+    assert main(["train", "reward", "--data", str(tiny_dataset), "--out", str(out), "--preset", "tiny", "--steps", "4",
+                 "--set", f"ae={ae_folder}", "--set", "run.val_fraction=0.3", "--set", "run.image_every=0",
+                 "--set", "judged.share=0.5", "--set", f"judged.world={scd}", "--set", "judged.rollouts=4",
+                 "--set", "judged.frames=12", "--set", "judged.chunk=4"]) == 0
+    assert any("val/own_reward_events" in m for m in metrics(out))
+    capsys.readouterr()
+    assert main(["train", "reward", "--data", str(tiny_dataset), "--out", str(tiny_world_runs / "reward_no_world"),
+                 "--preset", "tiny", "--steps", "1", "--set", f"ae={ae_folder}", "--set", "judged.share=0.5"]) == 2
+    assert "judged.world" in capsys.readouterr().err
+
+
 def _ae_run(data: Path, out: Path, steps: int, resume: bool = False, every: int = 3):
     cfg = resolve_config("ae", "tiny", None, [f"run.steps={steps}", f"run.ckpt_every={every}", "run.image_every=0",
                                                "run.val_fraction=0.3", "run.log_every=1", "val_frames=16"])

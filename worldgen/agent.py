@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from worldgen.atomic import atomic_path
+from worldgen.kit import EventRules
 
 ALGOS = ("ppo", "a2c")
 Act = Callable[[np.ndarray], int]
@@ -148,19 +149,31 @@ def load_agent(path: Path, trusted: bool) -> Act:
 
 
 def episode_returns(make_env: Callable[[], gym.Env], act: Act, seeds: list[int], progress: bool = False,
-                    name: str = "policy", prompt: bool = False) -> np.ndarray:
+                    name: str = "policy", prompt: bool = False, rules: EventRules | None = None) -> np.ndarray:
     """The return of one episode per level seed, playing `act` in the real game, or (`prompt`) in
-    a world env started from that level's first frame: what the agent imagines it earns."""
+    a world env started from that level's first frame: what the agent imagines it earns.
+
+    With the game's `rules` (for play in a world), each row is (the return the world paid, the
+    return the rules read from the world's own frames pay, up to the first ending they see):
+    the first minus the second is the reward head's error, the second minus the real game's
+    return the world's."""
     env = make_env()
     out = []
     for seed in tqdm(seeds, desc=name, unit="ep", disable=not progress):
         obs, _ = env.reset(seed=seed, options={"prompt": seed} if prompt else None)
-        total, done = 0.0, False
+        total, done, frames = 0.0, False, [obs]
         while not done:
             obs, reward, terminated, truncated, _ = env.step(act(obs))
             total += float(reward)
             done = terminated or truncated
-        out.append(total)
+            if rules is not None:
+                frames.append(obs)
+        if rules is None:
+            out.append(total)
+            continue
+        paid, ended = rules(np.stack(frames))
+        stop = int(np.argmax(ended)) + 1 if ended.any() else len(paid)
+        out.append((total, float(paid[:stop].sum())))
     env.close()
     return np.array(out)
 
@@ -172,6 +185,8 @@ class Score:
     """Real-game returns, one per level."""
     imagined: np.ndarray | None = None
     """The same policy's returns in the world, from the same levels' first frames."""
+    imagined_by_rules: np.ndarray | None = None
+    """What the game's rules, read from those world frames, would have paid."""
 
     @property
     def mean(self) -> float:
@@ -198,10 +213,15 @@ def baselines(make_env: Callable[[], gym.Env], num_actions: int, seeds: list[int
 
 def format_scores(scores: list[Score], meanings: list[str] | None = None) -> str:
     """The table: real-game return +- 95% CI, and where measured the return in the world and the
-    gap (world - real: what the agent imagines it earns and does not)."""
+    gap (world - real: what the agent imagines it earns and does not), and where the game has
+    rules read from frames, what they pay on the world's frames."""
     imagined = any(s.imagined is not None for s in scores)
-    head = "| policy | real-game return, mean +- 95% CI |" + (" return in the world | gap (world - real) |" if imagined else "")
-    lines = [head + " episodes |", "|---|---|" + ("---|---|" if imagined else "") + "---|"]
+    by_rules = any(s.imagined_by_rules is not None for s in scores)
+    head = "| policy | real-game return, mean +- 95% CI |"
+    if imagined:
+        head += " return in the world |" + (" the rules on the world's frames |" if by_rules else "") + " gap (world - real) |"
+    head += " episodes |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in scores:
         name = s.name
         if meanings and name.startswith("best constant action ("):
@@ -209,6 +229,8 @@ def format_scores(scores: list[Score], meanings: list[str] | None = None) -> str
             name = f"best constant action ({meanings[a]})"
         row = f"| {name} | {s.mean:.2f} +- {s.ci95:.2f} |"
         if imagined:
-            row += (f" {s.imagined.mean():.2f} | {s.imagined.mean() - s.mean:+.2f} |" if s.imagined is not None else " - | - |")
+            rules = (f" {s.imagined_by_rules.mean():.2f} |" if s.imagined_by_rules is not None else " - |") if by_rules else ""
+            row += (f" {s.imagined.mean():.2f} |{rules} {s.imagined.mean() - s.mean:+.2f} |" if s.imagined is not None
+                    else " - |" + (" - |" if by_rules else "") + " - |")
         lines.append(row + f" {len(s.returns)} |")
     return "\n".join(lines)

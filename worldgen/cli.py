@@ -80,6 +80,7 @@ def _data_info(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401  (the games' kits: the rules that label the reward head's judged rollouts)
     from worldgen.train.stages import describe, resolve_config, run_stage
 
     sets = list(args.set)
@@ -211,7 +212,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401
     from models.export import load_export
-    from worldgen.content import format_content
+    from worldgen.content import format_content, format_events
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.eval import Method
     from worldgen.kit import kit_for
@@ -256,6 +257,10 @@ def _eval(args: argparse.Namespace) -> int:
     print("per-colour pixel recall: " + ", ".join(f"{name} {100 * v:.1f}%" for name, v in ae["colour_recall"].items()))
     if "content" in report:
         print("\ncontent over long play (world's rate / real game's):\n" + format_content(report["content"]))
+        events = format_events(report["content"])
+        if events:
+            print("\nreward head on the world's own frames, precision / recall (truth: the game's rules read from "
+                  "those frames; last column: the real game on the same actions):\n" + events)
     print(f"wrote {args.out}/report.json" + ("" if args.content_only else ", psnr_vs_horizon.png, real_vs_generated.png")
           + (", content_vs_horizon.png, content_strip.png" if "content" in report else ""))
     return 0
@@ -290,6 +295,7 @@ def _agent_eval(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401
     from worldgen.agent import Score, baselines, episode_returns, format_scores, load_agent
+    from worldgen.kit import kit_for
     from worldgen.reference import held_out_seeds
     from worldgen.world import read_spec, resolve_world
 
@@ -302,9 +308,13 @@ def _agent_eval(args: argparse.Namespace) -> int:
     seeds = held_out_seeds(args.episodes, set(read_spec(resolve_world(args.world)).training_seeds), start=args.first_seed)
     scores = [] if args.no_baselines else baselines(make, num_actions, seeds, progress=True)
     make_world = lambda: gym.make("worldgen/World-v0", world=str(args.world), max_episode_steps=args.world_steps)  # noqa: E731
+    rules = kit_for(args.env).events
     for name, act in agents.items():
-        imagined = episode_returns(make_world, act, seeds, True, f"{name} in the world", prompt=True) if args.in_world else None
-        scores.append(Score(name, episode_returns(make, act, seeds, True, name), imagined))
+        score = Score(name, episode_returns(make, act, seeds, True, name))
+        if args.in_world:
+            imagined = episode_returns(make_world, act, seeds, True, f"{name} in the world", prompt=True, rules=rules)
+            score.imagined, score.imagined_by_rules = (imagined, None) if rules is None else (imagined[:, 0], imagined[:, 1])
+        scores.append(score)
     print(f"{args.env}, {len(seeds)} levels from seed {seeds[0]}:\n" + format_scores(scores, meanings))
     return 0
 

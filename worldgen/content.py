@@ -21,12 +21,18 @@ from worldgen.atomic import atomic_path
 from worldgen.codec import LatentCodec
 from worldgen.eval import Method, generate
 from worldgen.frames import labelled_grid
-from worldgen.kit import ContentKit
+from worldgen.kit import ContentKit, EventRules
+from worldgen.metrics import event_scores_by_bin
 
 BINS = ((1, 32), (33, 128), (129, 512), (513, 900), (901, 1000))
 """Horizon bins of the table (open-loop steps after the prompt, inclusive)."""
 CURVE_EDGES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 """Finer, doubling bins for the plot."""
+EVENT_BINS = ((1, 32), (33, 128), (129, 1000))
+"""Horizon bins of the reward head's table: while the world still tracks the real game, then past it."""
+EVENT_TOLERANCE = 1
+"""Steps an event may be early or late and still match: the rules read from pictures may see a
+fall a frame before the game ends the episode."""
 STRIP_STEPS = (0, 30, 60, 120, 250, 500, 1000)
 """Horizons shown in the strip of real and generated frames (0: the last prompt frame)."""
 
@@ -39,6 +45,10 @@ class Stream:
     frames: np.ndarray
     actions: np.ndarray
     levels: list[int]
+    rewards: np.ndarray
+    """(T,) what the real game paid for each step."""
+    terminated: np.ndarray
+    """(T,) bool: the step ended an episode (play went on from the next level's first frame)."""
 
 
 def record_streams(make_env: Callable[[], Any], policy: Any, seeds: list[int], streams: int, steps: int) -> list[Stream]:
@@ -52,10 +62,12 @@ def record_streams(make_env: Callable[[], Any], policy: Any, seeds: list[int], s
         env = make_env()
         levels = [seeds[i]]
         obs, info = env.reset(seed=levels[0])
-        frames, actions, start = [obs], [], True
+        frames, actions, rewards, ended, start = [obs], [], [], [], True
         for _ in range(steps):
             action = int(policy.act(obs[None], [info], np.array([start]))[0])
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
+            rewards.append(reward)
+            ended.append(terminated)
             start = terminated or truncated
             if start:
                 try:
@@ -66,7 +78,7 @@ def record_streams(make_env: Callable[[], Any], policy: Any, seeds: list[int], s
             frames.append(obs)
             actions.append(action)
         env.close()
-        out.append(Stream(np.stack(frames), np.array(actions), levels))
+        out.append(Stream(np.stack(frames), np.array(actions), levels, np.array(rewards, dtype=np.float32), np.array(ended)))
     return out
 
 
@@ -107,10 +119,14 @@ def _ratio(world: list[float], real: list[float]) -> list[float]:
 
 
 def content_report(methods: list[Method], streams: list[Stream], codec: LatentCodec, k: int,
-                   kit: ContentKit, frames: int = 1000, seed: int = 0,
-                   log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+                   kit: ContentKit, frames: int = 1000, seed: int = 0, reward_head: torch.nn.Module | None = None,
+                   rules: EventRules | None = None, log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Every method's content rates against the real game's, per horizon bin and per doubling
-    bin (for the plot), and the frames of the strip. Methods without a network are skipped."""
+    bin (for the plot), and the frames of the strip. Methods without a network are skipped.
+
+    With a reward head and the game's `rules`, also the head judged where agents use it: its
+    reward and termination events on each method's own frames against the rules read from
+    those frames, per `EVENT_BINS` bin, and in the first bin against the real game's events."""
     if any(len(s.actions) < k + frames - 1 for s in streams):
         raise ValueError(f"streams must hold K + frames - 1 = {k + frames - 1} actions")
     bins = [b for b in BINS if b[0] <= frames]
@@ -130,7 +146,10 @@ def content_report(methods: list[Method], streams: list[Stream], codec: LatentCo
         if m.net is None:
             continue
         log(f"content: {m.name}, {len(streams)} x {frames} frames ({i + 1}/{len(methods)})")
-        generated = generate(m, context, actions, codec, seed)  # (R, H, ...)
+        judged = reward_head is not None and rules is not None
+        generated = generate(m, context, actions, codec, seed, reward_head if judged else None)  # (R, H, ...)
+        if judged:
+            generated, rewards, ended = generated
         values = _measure(kit, generated)
         rates, rates_curve = _rates(values, bins), _rates(values, curve)
         report["methods"][m.name] = {
@@ -139,9 +158,48 @@ def content_report(methods: list[Method], streams: list[Stream], codec: LatentCo
             "ratio_curve": {kind: _ratio(rates_curve[kind], report["real_curve"][kind]) for kind in rates if kind not in kit.shares},
             "rate_curve": rates_curve,
         }
+        if judged:
+            report["methods"][m.name]["events"] = _judge_events(streams, generated, rewards, ended, k, rules)
         strip[m.name] = _strip_frames(np.concatenate([streams[0].frames[k - 1 : k], generated[0]]), steps)
     report["_strip"] = (steps, strip)
     return report
+
+
+def _judge_events(streams: list[Stream], generated: np.ndarray, rewards: np.ndarray, ended: np.ndarray, k: int,
+                  rules: EventRules) -> dict[str, Any]:
+    """The head's events on (R, H) generated steps against the rules read from the same frames
+    (each stream from its last real prompt frame on), per EVENT_BINS bin, and against what the
+    real game paid on the same actions, in the first bin."""
+    h = generated.shape[1]
+    truth = [rules(np.concatenate([s.frames[k - 1 : k], g])) for s, g in zip(streams, generated)]
+    bins = [(lo, min(hi, h)) for lo, hi in EVENT_BINS if lo <= h]
+    by_rules = event_scores_by_bin(rewards, np.stack([t[0] for t in truth]), ended, np.stack([t[1] for t in truth]),
+                                   bins, EVENT_TOLERANCE)
+    real_r = np.stack([s.rewards[k - 1 : k - 1 + h] for s in streams])  # horizon h was paid by step k + h - 2
+    real_t = np.stack([s.terminated[k - 1 : k - 1 + h] for s in streams])
+    by_game = event_scores_by_bin(rewards, real_r, ended, real_t, bins[:1], EVENT_TOLERANCE)[0]
+    return {"bins": bins, "rules": by_rules, "real_game": by_game}
+
+
+def format_events(report: dict[str, Any]) -> str:
+    """The reward head on each method's own frames: precision / recall of reward events and of
+    terminations per bin against the game's rules read from those frames, then in the first bin
+    against the real game; each cell also says how many events the truth held."""
+    rows = {name: row["events"] for name, row in report["methods"].items() if "events" in row}
+    if not rows:
+        return ""
+    bins = next(iter(rows.values()))["bins"]
+    head = ["method", "events", *[f"h{lo}-{hi} (rules)" for lo, hi in bins], f"h{bins[0][0]}-{bins[0][1]} (real game)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(s: dict[str, float], kind: str) -> str:
+        count = s["reward_events" if kind == "reward" else "terminations"]
+        return f"{s[f'{kind}_precision']:.2f} / {s[f'{kind}_recall']:.2f} (n={count})"
+
+    for name, ev in rows.items():
+        for kind in ("reward", "termination"):
+            lines.append("| " + " | ".join([name, kind, *[cell(s, kind) for s in ev["rules"]], cell(ev["real_game"], kind)]) + " |")
+    return "\n".join(lines)
 
 
 def _strip_frames(frames: np.ndarray, steps: list[int]) -> np.ndarray:

@@ -144,13 +144,27 @@ def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int,
     return Rollouts(generated, real_frames, np.stack(player), *truth)
 
 
-def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec: LatentCodec, seed: int = 0) -> np.ndarray:
+def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec: LatentCodec, seed: int = 0,
+             reward_head: torch.nn.Module | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Open-loop frames of a method: context (R, K, C, h, w) latents and actions (R, K + H - 1)
-    -> (R, H, H_px, W_px, 3) uint8, decoded step by step (long rollouts never hold all latents)."""
+    -> (R, H, H_px, W_px, 3) uint8, decoded step by step (long rollouts never hold all latents).
+    With a reward head, also what it says of each step, as at play time: rewards (R, H) and
+    terminations (R, H) bool."""
     g = torch.Generator(codec.device).manual_seed(seed)
     steps = rollout_steps(method.net, context, actions, method.sampler, g)
-    total = actions.shape[1] - context.shape[1] + 1
-    return np.stack([codec.decode(z) for z in tqdm(steps, desc=method.name, unit="frame", total=total, leave=False)], axis=1)
+    k, total = context.shape[1], actions.shape[1] - context.shape[1] + 1
+    frames, rewards, ended = [], [], []
+    for i, nxt in enumerate(tqdm(steps, desc=method.name, unit="frame", total=total, leave=False)):
+        frames.append(codec.decode(nxt))
+        if reward_head is not None:
+            reward, end = predict_reward(reward_head, context, actions[:, i : i + k], nxt)
+            rewards.append(reward.cpu().numpy())
+            ended.append(end.cpu().numpy())
+        context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
+    frames = np.stack(frames, axis=1)
+    if reward_head is None:
+        return frames
+    return frames, np.stack(rewards, axis=1), np.stack(ended, axis=1)
 
 
 def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float = 3.0, miss_penalty: float = 16.0,

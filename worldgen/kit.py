@@ -16,6 +16,10 @@ Detector = Callable[[np.ndarray], dict[str, np.ndarray]]
 """A frame (H, W, 3) -> {sprite kind: (N, 2) centres (x, y) in pixels}."""
 Objects = dict[str, dict[int, tuple[float, float]]]
 """The objects a frame shows, from the game's ground truth: {kind: {object id: (x, y) centre}}."""
+EventRules = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""Frames (T + 1, H, W, 3) uint8 of one continuous stream -> (rewards (T,), terminated (T,) bool):
+what the game's rules pay for each step, read from the pictures alone. The ground truth for a
+world's reward head on frames the real game never drew."""
 ContentMeasure = Callable[[np.ndarray], dict[str, np.ndarray]]
 """Frames (T, H, W, 3) uint8 of one continuous stream -> {kind: (T,) float per frame}, NaN
 where a kind is undefined in a frame. A stream, not single frames: some measures (is the
@@ -40,6 +44,7 @@ class GameKit:
     objects_of: Callable[[dict], Objects] | None = None
     """A step's `info` -> the objects on screen (ground truth), to tell which objects a prompt showed."""
     content: ContentKit | None = None
+    events: EventRules | None = None
     palette: dict[str, tuple[int, int, int]] | None = None
     """Every colour the game draws, by name, for the autoencoder's per-colour recall (default:
     the most frequent colours of the frames)."""

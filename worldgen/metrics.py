@@ -14,15 +14,56 @@ def match_objects(real: np.ndarray, generated: np.ndarray, match_px: float) -> t
     return int((d.min(axis=1) <= match_px).sum()), int((d.min(axis=0) > match_px).sum())
 
 
-def event_scores(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true_ended: np.ndarray) -> dict[str, float]:
+def _events(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true_ended: np.ndarray,
+            tolerance: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For rewards and for terminations: (events, matched events) of the prediction and of the
+    truth, as masks shaped like the inputs (steps along the last axis)."""
+
+    def near(mask: np.ndarray) -> np.ndarray:
+        out = mask.copy()
+        for d in range(1, tolerance + 1):
+            out[..., d:] |= mask[..., :-d]
+            out[..., :-d] |= mask[..., d:]
+        return out
+
+    def match(pred: list[np.ndarray], truth: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """pred, truth: one mask per kind of event (a sign); an event matches one of its kind."""
+        return (np.any(pred, axis=0), np.any([p & near(t) for p, t in zip(pred, truth)], axis=0),
+                np.any(truth, axis=0), np.any([t & near(p) for p, t in zip(pred, truth)], axis=0))
+
+    reward, true_reward = np.asarray(reward, float), np.asarray(true_reward, float)
+    big = np.abs(reward) >= 0.5
+    rp, rp_hit, rt, rt_hit = match([big & (reward > 0), big & (reward < 0)], [true_reward > 0, true_reward < 0])
+    tp, tp_hit, tt, tt_hit = match([np.asarray(ended, bool)], [np.asarray(true_ended, bool)])
+    return {"reward": (rp, rp_hit, rt, rt_hit), "termination": (tp, tp_hit, tt, tt_hit)}
+
+
+def _shares(masks: dict[str, tuple[np.ndarray, ...]], where: tuple[slice, ...] = (...,)) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for kind, (pred, pred_hit, truth, truth_hit) in masks.items():
+        p, ph, t, th = (float(m[where].sum()) for m in (pred, pred_hit, truth, truth_hit))
+        out[f"{kind}_precision"] = ph / p if p else float("nan")
+        out[f"{kind}_recall"] = th / t if t else float("nan")
+    out["reward_events"] = int(masks["reward"][2][where].sum())
+    out["terminations"] = int(masks["termination"][2][where].sum())
+    out["predicted_reward_events"] = int(masks["reward"][0][where].sum())
+    return out
+
+
+def event_scores(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true_ended: np.ndarray,
+                 tolerance: int = 0) -> dict[str, float]:
     """Precision and recall of reward events (|r| >= 0.5, sign right) and of terminations, and
-    how many real ones there were; NaN where a share has nothing to divide by."""
+    how many real ones there were; NaN where a share has nothing to divide by.
 
-    def pr(pred: np.ndarray, truth: np.ndarray, hit: np.ndarray) -> tuple[float, float]:
-        tp = float((pred & truth & hit).sum())
-        return (tp / pred.sum() if pred.sum() else float("nan")), (tp / truth.sum() if truth.sum() else float("nan"))
+    Steps run along the last axis (rows: streams). With `tolerance` t > 0, an event matches one
+    of the same sign up to t steps earlier or later in its row: a judge that reads rewards off
+    pictures may see a fall a frame before the game ends the episode."""
+    return _shares(_events(reward, true_reward, ended, true_ended, tolerance))
 
-    rp, rr = pr(np.abs(reward) >= 0.5, true_reward != 0, np.sign(reward) == np.sign(true_reward))
-    tp, tr = pr(ended, true_ended, np.ones_like(ended))
-    return {"reward_precision": rp, "reward_recall": rr, "termination_precision": tp, "termination_recall": tr,
-            "reward_events": int((true_reward != 0).sum()), "terminations": int(true_ended.sum())}
+
+def event_scores_by_bin(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true_ended: np.ndarray,
+                        bins: list[tuple[int, int]], tolerance: int = 0) -> list[dict[str, float]]:
+    """`event_scores` of (R, H) streams per horizon bin (lo, hi), inclusive, horizon h at
+    index h - 1; events match across a bin's edge, and count in the bin where they lie."""
+    masks = _events(reward, true_reward, ended, true_ended, tolerance)
+    return [_shares(masks, (..., slice(lo - 1, hi))) for lo, hi in bins]

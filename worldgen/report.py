@@ -119,7 +119,8 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
         stream_seeds = held_out_seeds(len(seeds) + content_streams * 8, set(used_seeds))[len(seeds):]
         streams = record_streams(world.make_source, new_policy(1), stream_seeds, content_streams, content_frames + spec.context)
         measures = kit.content or colour_content(kit.palette or frequent_colours(np.concatenate([r.frames for r in refs]), most=8))
-        report["content"] = content_report(methods, streams, world.codec, spec.context, measures, content_frames, log=log)
+        report["content"] = content_report(methods, streams, world.codec, spec.context, measures, content_frames,
+                                           reward_head=world.reward_head, rules=kit.events, log=log)
         write_content(report["content"], out)
     write_report(report, out)
     return report

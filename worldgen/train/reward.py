@@ -1,4 +1,5 @@
-"""Stage `reward`: the reward and termination head, trained on real next latents."""
+"""Stage `reward`: the reward and termination head, trained on real next latents and, with
+`judged.share > 0`, on the world's own frames labelled by the game's rules."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from torch import nn
 
 from models.reward import REWARD_PRESETS, RewardConfig, RewardHead
 from worldgen.checkpoint import save_weights
+from worldgen.codec import LatentCodec
 from worldgen.data.windows import WindowDataset
 from worldgen.rollout import noise_context, predict_reward, symlog
 from worldgen.scm import SIGMA_D
 from worldgen.train.config import OptimConfig, RunConfig, preset
+from worldgen.train.judged_rollouts import JudgedPool, JudgedRolloutConfig
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context
 
@@ -35,6 +38,8 @@ class RewardTrainConfig:
     latent_noise: float = 0.1
     """Noise on the input latents (units of sigma_d): generated latents are never exact."""
     val_windows: int = 2048
+    judged: JudgedRolloutConfig = field(default_factory=JudgedRolloutConfig)
+    """The world's own rollouts, labelled by the game's rules (off by default: `judged.share=0`)."""
 
 
 def event_windows(windows: WindowDataset) -> np.ndarray:
@@ -57,20 +62,35 @@ class RewardStage:
         g = torch.Generator().manual_seed(0)
         rest = torch.randint(len(self.data.val), (cfg.val_windows,), generator=g)
         self.val_index = torch.cat([torch.from_numpy(val_events), rest])
+        cfg.judged.validate()
+        self.rules = None
+        if cfg.judged.share > 0:
+            from worldgen.kit import kit_for
+
+            env_id = self.data.train.episodes.env_id
+            self.rules = kit_for(env_id).events
+            if self.rules is None:
+                raise ValueError(f"judged.share > 0 labels the world's frames by the game's rules, and {env_id} has none "
+                                 "(its kit gives no `events`); train on real frames only (judged.share=0)")
+        self.pool: JudgedPool | None = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"head": self.head}
 
     def to(self, device: torch.device) -> None:
         self.data.to(device)
+        if self.rules is not None and self.pool is None:
+            self.pool = JudgedPool(self.cfg.judged, self.data.train, LatentCodec(self.data.ae, device), self.rules, device)
 
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
-        n_events = int(batch_size * self.cfg.event_fraction) if len(self.events) else 0
-        index = torch.cat([
-            self.events[torch.randint(len(self.events), (n_events,), generator=generator)],
-            torch.randint(len(self.data.train), (batch_size - n_events,), generator=generator),
-        ])
-        return self.data.batch(self.data.train, index)
+        own = int(round(batch_size * self.cfg.judged.share)) if self.pool is not None else 0
+        real = self.data.batch(self.data.train, _draw(self.events, torch.arange(len(self.data.train)), batch_size - own,
+                                                      self.cfg.event_fraction, generator))
+        if not own:
+            return real
+        judged = self.pool.batch(_draw(self.pool.train_events, self.pool.train_index, own, self.cfg.event_fraction, generator),
+                                 ctx.device)
+        return {key: torch.cat([real[key], judged[key]]) for key in real}
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
         b = batch["target"].shape[0]
@@ -87,17 +107,31 @@ class RewardStage:
         save_weights(folder, ema["head"].state_dict(), {"kind": "reward", "model": dataclasses.asdict(self.cfg.model)})
 
     def evaluate(self, ema: dict[str, nn.Module], ctx: Context, writer: Any) -> dict[str, float]:
-        preds, truth_r, truth_t = [], [], []
-        for chunk in self.val_index.split(256):
-            batch = self.data.batch(self.data.val, chunk)
-            preds.append(predict_reward(ema["head"], batch["context"], batch["actions"], batch["target"]))
-            truth_r.append(batch["reward"])
-            truth_t.append(batch["terminated"])
-        from worldgen.metrics import event_scores
+        """Event precision and recall on held-out real windows and, with a pool, on its held-out
+        rollouts (`own_` scores: the rules read from the world's frames are the truth)."""
+        scores = _scores(ema["head"], [self.data.batch(self.data.val, c) for c in self.val_index.split(256)])
+        if self.pool is not None:
+            own = _scores(ema["head"], [self.pool.batch(c, ctx.device) for c in self.pool.val_index.split(256)])
+            scores.update({f"own_{key}": value for key, value in own.items()})
+        return scores
 
-        reward = torch.cat([p[0] for p in preds]).cpu().numpy()
-        ended = torch.cat([p[1] for p in preds]).cpu().numpy()
-        return event_scores(reward, torch.cat(truth_r).cpu().numpy(), ended, torch.cat(truth_t).cpu().numpy())
+
+def _draw(events: torch.Tensor, everything: torch.Tensor, n: int, event_fraction: float,
+          generator: torch.Generator) -> torch.Tensor:
+    """n window indices: `event_fraction` of them from `events` (if there are any), the rest from `everything`."""
+    n_events = int(n * event_fraction) if len(events) else 0
+    picks = [events[torch.randint(len(events), (n_events,), generator=generator)]] if n_events else []
+    picks.append(everything[torch.randint(len(everything), (n - n_events,), generator=generator)])
+    return torch.cat(picks)
+
+
+def _scores(head: nn.Module, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    from worldgen.metrics import event_scores
+
+    preds = [predict_reward(head, b["context"], b["actions"], b["target"]) for b in batches]
+    cat = lambda xs: torch.cat(xs).cpu().numpy()  # noqa: E731
+    return event_scores(cat([p[0] for p in preds]), cat([b["reward"] for b in batches]),
+                        cat([p[1] for p in preds]), cat([b["terminated"] for b in batches]))
 
 
 def apply_preset(cfg: RewardTrainConfig) -> None:

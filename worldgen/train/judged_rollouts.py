@@ -1,0 +1,118 @@
+"""The world's own frames, labelled by the game's rules, for training the reward head.
+
+A head trained only on real frames pays for whatever in a drifted, generated frame looks a
+little like a coin being taken or a flag being reached, and agents trained in the world find
+and farm exactly those frames (`worldgen agent eval --in-world` showed a return of 8 in the
+world for 0.5 in the real game). So the head also learns from the frames agents will see:
+long open-loop rollouts of the world itself, each step labelled by the game's rules read
+from the generated pictures (the kit's `events`). The pool is drawn once, before training,
+from a fixed seed, so a resumed run trains on the same pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.export import load_export
+from worldgen.codec import LatentCodec
+from worldgen.data.policies import RandomRepeatPolicy
+from worldgen.data.windows import WindowDataset
+from worldgen.kit import EventRules
+from worldgen.rollout import Sampler, rollout_steps
+from worldgen.scm import SIGMA_D
+
+
+@dataclass
+class JudgedRolloutConfig:
+    share: float = 0.0
+    """Share of each batch from the world's own frames (0: off, real frames only)."""
+    world: str = ""
+    """Export folder of the dynamics network that draws them: the one agents will play."""
+    rollouts: int = 256
+    frames: int = 256
+    """Open-loop length of each rollout, from K real frames; past the recorded episode, actions
+    are random and held for a few steps."""
+    sampler_steps: int = 2
+    context_noise: float = 0.05
+    chunk: int = 64
+    """Rollouts drawn at once."""
+    val_fraction: float = 0.125
+    """Share of the rollouts kept out of training, to judge the head on."""
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise ValueError(f"judged.share must be in [0, 1], got {self.share}")
+        if self.share and not self.world:
+            raise ValueError("judged.share > 0 needs judged.world: the export folder of the dynamics network that draws the frames")
+        if self.share and (self.rollouts < 2 or self.frames < 1):
+            raise ValueError(f"judged rollouts need judged.rollouts >= 2 and judged.frames >= 1, got {self.rollouts} and {self.frames}")
+
+
+class JudgedPool:
+    """Steps of the world's own rollouts as reward-head windows: context (K latents), actions
+    (K), target (the generated next latent), and the rules' reward and termination for it."""
+
+    def __init__(self, cfg: JudgedRolloutConfig, windows: WindowDataset, codec: LatentCodec, rules: EventRules,
+                 device: torch.device) -> None:
+        cfg.validate()
+        net, config = load_export(Path(cfg.world), "dynamics", device)
+        k = windows.context
+        if net.cfg.context != k:
+            raise ValueError(f"judged.world {cfg.world} has a context of {net.cfg.context} frames, the reward head {k}")
+        sampler = Sampler(config["sampler"], cfg.sampler_steps, cfg.context_noise)
+        rng = np.random.default_rng(cfg.seed)
+        starts = rng.integers(len(windows), size=cfg.rollouts)
+        padding = RandomRepeatPolicy(net.cfg.num_actions, seed=cfg.seed)
+        latents, actions, rewards, ended = [], [], [], []
+        g = torch.Generator(device).manual_seed(cfg.seed)
+        for lo in tqdm(range(0, cfg.rollouts, cfg.chunk), desc="judged rollouts", unit="chunk", leave=False):
+            chunk = starts[lo : lo + cfg.chunk]
+            items = [windows[int(i)] for i in chunk]
+            context = torch.stack([it["context"] for it in items]).to(device) * SIGMA_D  # (n, K, C, h, w)
+            acts = np.stack([self._actions(windows, int(i), it["actions"].numpy(), cfg.frames, padding) for i, it in zip(chunk, items)])
+            generated = torch.stack(list(rollout_steps(net.requires_grad_(False), context, torch.from_numpy(acts).to(device),
+                                                       sampler, g)), dim=1)  # (n, H, C, h, w)
+            seq = torch.cat([context, generated], dim=1)  # (n, K + H, C, h, w)
+            frames = codec.decode(seq[:, k - 1 :])  # (n, H + 1, H_px, W_px, 3): the last real frame, then the world's
+            judged = [rules(f) for f in frames]
+            latents.append(seq.half().cpu())
+            actions.append(torch.from_numpy(acts))
+            rewards.append(torch.from_numpy(np.stack([j[0] for j in judged])))
+            ended.append(torch.from_numpy(np.stack([j[1] for j in judged])))
+        self.k, self.frames = k, cfg.frames
+        self.latents, self.actions = torch.cat(latents), torch.cat(actions)  # (N, K + H, ...), (N, K + H - 1)
+        self.rewards, self.ended = torch.cat(rewards), torch.cat(ended)  # (N, H)
+        n_val = max(1, int(round(cfg.rollouts * cfg.val_fraction)))
+        steps = torch.arange(cfg.rollouts * cfg.frames)
+        self.train_index, self.val_index = steps[: -n_val * cfg.frames], steps[-n_val * cfg.frames :]
+        flags = (self.rewards != 0) | self.ended
+        self.train_events = self.train_index[flags.flatten()[self.train_index]]
+
+    @staticmethod
+    def _actions(windows: WindowDataset, index: int, context_actions: np.ndarray, frames: int,
+                 padding: RandomRepeatPolicy) -> np.ndarray:
+        """The K window actions, then the episode's own actions for the next frames - 1 steps,
+        then held random ones where the episode ended sooner: (K + frames - 1,)."""
+        episode, t = windows.locate(index)
+        recorded = windows.episodes.shards[episode].actions[t : t + frames - 1]
+        extra = [int(padding.act(np.zeros(1), [{}], np.array([False]))[0]) for _ in range(frames - 1 - len(recorded))]
+        return np.concatenate([context_actions, recorded, np.array(extra, dtype=np.int64)]).astype(np.int64)
+
+    def batch(self, index: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        """Windows `index` (rollout * frames + step) as a batch like `LatentData.batch`'s."""
+        r, i = index // self.frames, index % self.frames
+        span = torch.arange(self.k)
+        context = self.latents[r[:, None], i[:, None] + span]  # (B, K, C, h, w)
+        return {
+            "context": context.float().to(device),
+            "actions": self.actions[r[:, None], i[:, None] + span].to(device),
+            "target": self.latents[r, i + self.k].float().to(device),
+            "reward": self.rewards[r, i].to(device),
+            "terminated": self.ended[r, i].to(device),
+        }
