@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   worldgen train teacher --data data/platformer --out runs/platformer/teacher
   worldgen train scm --mode scd --data data/platformer --out runs/platformer/scd
   worldgen train reward --data data/platformer --out runs/platformer/reward
+  worldgen make-world --env ALE/Boxing-v5 --out worlds/boxing --dry-run
   worldgen agent train --world platformer --steps 20000 --out agent.zip
   worldgen agent eval --agent agent.zip --trust-agent --episodes 50 --in-world
 """
@@ -66,6 +67,19 @@ def _collect(args: argparse.Namespace) -> int:
         f"recorded {result.episodes} episodes, {result.frames} frames in {result.seconds:.1f} s "
         f"({result.frames_per_second:.0f} frames/s) into {args.out} (env seed {result.seed})"
     )
+    return 0
+
+
+def _make_world(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401  (the built-in games and their kits)
+    from worldgen.make_world import make_plan, run_plan
+
+    plan = make_plan(args.env, args.out, args.preset, args.episodes, args.policy, args.seed)
+    print(plan.describe(), flush=True)
+    if args.dry_run:
+        return 0
+    world = run_plan(plan, log=lambda line: print(line, flush=True))
+    print(f"world ready: worldgen play --world {world}   (eval: {args.out / 'eval'}, bench: {args.out / 'bench.json'})")
     return 0
 
 
@@ -345,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the envs and the policy (default: random)")
     p.add_argument("--max-repeat", type=int, default=10, help="random policy: longest action hold, in steps")
     p.set_defaults(run=_collect)
+
+    p = sub.add_parser("make-world", help="one command from a Gymnasium id to a packed, judged, timed world (resumable)")
+    p.add_argument("--env", required=True, help="env id: worldgen/Platformer-v0, ALE/Boxing-v5, MountainCar-v0, ...")
+    p.add_argument("--out", type=Path, required=True, help="folder for data/, runs/, world/, eval/ and bench.json")
+    p.add_argument("--preset", choices=["tiny", "small", "base"], default="small",
+                   help="tiny: a smoke test; small: the 2-core CPU, about 3 hours; base: a GPU")
+    p.add_argument("--episodes", type=_positive, default=None, help="episodes to collect (default: the preset's)")
+    p.add_argument("--policy", choices=["explore", "random"], default=None,
+                   help="who plays while collecting (default: the game's scripted player if its kit has one, else random)")
+    p.add_argument("--seed", type=int, default=0, help="seed of collection and every training stage's data order")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time, and stop")
+    p.set_defaults(run=_make_world)
 
     p = sub.add_parser("train", help="train a world's models: ae, then teacher, scm and reward")
     p.add_argument("stage", choices=["ae", "teacher", "scm", "reward"],

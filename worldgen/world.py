@@ -312,13 +312,12 @@ class World:
             raise CheckpointError(f"{self._where}: " + "; ".join(problems))
 
     def make_source(self, **kwargs: Any) -> Any:
-        """The real game the world was trained on (a Gymnasium env), made without importing any
-        module the world's files name unless the user trusted it."""
-        import gymnasium as gym
+        """The real game the world was trained on, as it was recorded (RGB frames at the world's
+        size, Atari without sticky actions), made without importing any module the world's files
+        name unless the user trusted it."""
+        from worldgen.data.sources import make_source_env, trusted_env_id
 
-        from worldgen.data.sources import trusted_env_id
-
-        return gym.make(trusted_env_id(self.spec.source_env, self.trusted_modules), **kwargs)
+        return make_source_env(trusted_env_id(self.spec.source_env, self.trusted_modules), self.spec.frame_size, **kwargs)
 
     @property
     def action_meanings(self) -> list[str]:
@@ -403,7 +402,7 @@ class World:
 
     def source_frame(self, seed: int) -> np.ndarray:
         """The first frame of the source game at a level seed."""
-        env = self.make_source(render_mode="rgb_array")
+        env = self.make_source()
         try:
             frame, _ = env.reset(seed=seed)
         finally:

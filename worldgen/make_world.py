@@ -1,0 +1,261 @@
+"""`worldgen make-world`: one command from a Gymnasium id to a packed, judged, timed world.
+
+Every stage writes into its own folder under `--out` and is skipped once done, so the command
+resumes after an interruption: collection tops the dataset up to its episode count, training
+stages continue from their newest checkpoint, pack / eval / bench run when their output is
+missing. The stages are those the shipped Platformer world went through, sized by a preset:
+autoencoder, diffusion teacher, sCD consistency model, both fine-tuned on the world's own
+rollouts (the long-play fix), the reward head (on the world's own frames too, where the game's
+kit reads its rules from pictures), pack, eval, bench.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from worldgen.kit import kit_for
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    kind: str
+    """`worldgen train` stage: ae, teacher, scm or reward."""
+    steps: int
+    sets: tuple[str, ...] = ()
+    """`--set` overrides; `{runs}` stands for the run folder."""
+    seconds_per_step: float = 1.0
+    """Measured on the 2-core CPU (tiny, small) or estimated for one GPU (base): the plan's estimate."""
+    extra_seconds: float = 0.0
+    """Work before the first step (the reward head's pool of judged rollouts)."""
+
+
+@dataclass(frozen=True)
+class MakeWorldPreset:
+    model: str
+    """Network size preset of the ae, teacher and reward stages."""
+    episodes: int
+    stages: tuple[StageSpec, ...]
+    eval_seeds: int
+    horizons: tuple[int, ...]
+    content_frames: int
+    content_streams: int
+    bench_batches: tuple[int, ...]
+    collect_seconds_per_episode: float = 2.0
+    eval_seconds: float = 60.0
+
+
+def _stages(ae: int, teacher: int, scd: int, own_teacher: int, own_scd: int, reward: int, judged: tuple[int, int],
+            speed: dict[str, float], threads: int) -> tuple[StageSpec, ...]:
+    """The stage list: the same recipe at every size; `judged`: (rollouts, frames) of the reward head's pool."""
+    common = (f"run.threads={threads}",)
+    own = ("own.share=0.5", "own.unroll_start=2", f"own.curriculum_steps={max(1, own_teacher * 3 // 8)}")
+    return (
+        StageSpec("ae", "ae", ae, common, speed["ae"]),
+        StageSpec("teacher", "teacher", teacher, common, speed["teacher"]),
+        StageSpec("scd", "scm", scd, (*common, "mode=scd", "teacher={runs}/teacher/export"), speed["scd"]),
+        StageSpec("teacher_own", "teacher", own_teacher,
+                  (*common, *own, "own.unroll=12", "own.sampler_steps=2", "own.generator={runs}/scd/export",
+                   "init={runs}/teacher/export", "optim.lr=3e-5", "optim.warmup_steps=50", "optim.ema_decay=0.995"),
+                  speed["teacher_own"]),
+        StageSpec("scd_own", "scm", own_scd,
+                  (*common, *own, "own.unroll=8", "own.generator=self", "own.sampler_steps=2", "mode=scd",
+                   "teacher={runs}/teacher_own/export", f"tangent_warmup={own_scd}"), speed["scd_own"]),
+        StageSpec("reward", "reward", reward,
+                  (*common, "judged.share=0.5", "judged.world={runs}/scd_own/export", f"judged.rollouts={judged[0]}",
+                   f"judged.frames={judged[1]}"), speed["reward"], judged[0] * judged[1] * speed["judged_frame"]),
+    )
+
+
+CPU_SMALL = {"ae": 0.8, "teacher": 0.7, "scd": 1.0, "teacher_own": 1.6, "scd_own": 2.5, "reward": 0.3, "judged_frame": 0.03}
+"""Seconds per step of the small preset on the 2-core CPU (the Platformer's runs)."""
+
+PRESETS: dict[str, MakeWorldPreset] = {
+    "tiny": MakeWorldPreset(
+        "tiny", 6, _stages(30, 60, 4, 6, 4, 10, (4, 12), {k: 0.1 for k in CPU_SMALL}, 1), 2, (1, 4), 40, 2, (1,),
+        collect_seconds_per_episode=1.0, eval_seconds=30.0),
+    "small": MakeWorldPreset(
+        "small", 100, _stages(1500, 4000, 600, 400, 300, 1000, (96, 256), CPU_SMALL, 2), 8, (1, 8, 32), 1000, 8,
+        (1, 16), eval_seconds=1200.0),
+    "base": MakeWorldPreset(
+        "base", 400, _stages(5000, 60000, 4000, 4000, 2000, 4000, (512, 512),
+                             {"ae": 0.1, "teacher": 0.1, "scd": 0.2, "teacher_own": 0.3, "scd_own": 0.4, "reward": 0.05,
+                              "judged_frame": 0.002}, 0),
+        16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), eval_seconds=900.0),
+}
+
+
+@dataclass
+class Plan:
+    env_id: str
+    out: Path
+    preset: MakeWorldPreset
+    episodes: int
+    policy: str
+    """`explore` (the game's scripted player) or `random` (random actions, each held a few steps)."""
+    seed: int = 0
+    steps: list[tuple[str, str, float]] = field(default_factory=list)
+    """(stage, what it does, estimated seconds)."""
+
+    def __post_init__(self) -> None:
+        p = self.preset
+        self.steps = [("collect", f"{self.episodes} episodes of {self.env_id}, {self.policy} play",
+                       self.episodes * p.collect_seconds_per_episode)]
+        self.steps += [(s.name, f"train {s.kind}, {s.steps} steps", s.steps * s.seconds_per_step + s.extra_seconds)
+                       for s in p.stages]
+        self.steps += [("pack", "the world folder", 1.0),
+                       ("eval", f"{p.eval_seeds} unseen levels, horizons {','.join(map(str, p.horizons))}; "
+                                f"{p.content_streams} x {p.content_frames} frames of long play", p.eval_seconds),
+                       ("bench", f"frames/s at batch {', '.join(map(str, p.bench_batches))}", 60.0)]
+
+    @property
+    def seconds(self) -> float:
+        return sum(s for _, _, s in self.steps)
+
+    def describe(self) -> str:
+        lines = [f"make-world {self.env_id} -> {self.out} (preset {self.preset.model}):"]
+        for i, (name, what, seconds) in enumerate(self.steps):
+            lines.append(f"  {i + 1:2d}. {name:<12} {what:<70} ~{_duration(seconds)}")
+        lines.append(f"  estimated total ~{_duration(self.seconds)} (finished stages are skipped on a rerun)")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{max(1, round(minutes))} min"
+
+
+def default_policy(env_id: str) -> str:
+    """The game's scripted player where its kit has one, else random play with held actions."""
+    return "explore" if kit_for(env_id).policy is not None else "random"
+
+
+def make_plan(env_id: str, out: Path, preset: str = "small", episodes: int | None = None, policy: str | None = None,
+              seed: int = 0) -> Plan:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown make-world preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if episodes is not None and episodes < 2:
+        raise ValueError(f"--episodes must be at least 2 (one is held out for validation), got {episodes}")
+    policy = policy or default_policy(env_id)
+    if policy == "explore" and kit_for(env_id).policy is None:
+        raise ValueError(f"{env_id} has no scripted player for --policy explore; use --policy random")
+    if policy not in ("explore", "random"):
+        raise ValueError(f"--policy must be explore or random, got {policy!r}")
+    p = PRESETS[preset]
+    return Plan(env_id, Path(out), p, episodes or p.episodes, policy, seed)
+
+
+def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
+    """Run every stage not yet done; returns the world folder."""
+    from worldgen.data.dataset import EpisodeDataset
+
+    out, p = plan.out, plan.preset
+    data, runs, world = out / "data", out / "runs", out / "world"
+    total = len(plan.steps)
+    for i, (name, what, seconds) in enumerate(plan.steps):
+        head = f"[{i + 1}/{total}] {name}"
+        start = time.monotonic()
+        if name == "collect":
+            have = len(EpisodeDataset(data)) if (data / "manifest.json").exists() else 0
+            if have >= plan.episodes:
+                log(f"{head}: done ({have} episodes)")
+                continue
+            log(f"{head}: {plan.episodes - have} more episodes (~{_duration(seconds * (plan.episodes - have) / plan.episodes)})")
+            _collect(plan, data, plan.episodes - have)
+        elif name in {s.name for s in p.stages}:
+            spec = next(s for s in p.stages if s.name == name)
+            if _train_done(runs / name, spec.steps):
+                log(f"{head}: done ({spec.steps} steps)")
+                continue
+            log(f"{head}: {what} (~{_duration(seconds)})")
+            _train(spec, plan, data, runs)
+        elif name == "pack":
+            if (world / "world.json").exists():
+                log(f"{head}: done")
+                continue
+            _pack(plan, data, runs, world)
+        elif name == "eval":
+            if (out / "eval" / "report.json").exists():
+                log(f"{head}: done")
+                continue
+            log(f"{head}: {what} (~{_duration(seconds)})")
+            _evaluate(plan, data, world, out / "eval", log)
+        elif name == "bench":
+            if (out / "bench.json").exists():
+                log(f"{head}: done")
+                continue
+            _bench(p, world, out / "bench.json")
+        log(f"{head}: finished in {_duration(time.monotonic() - start)}")
+    return world
+
+
+def _collect(plan: Plan, data: Path, episodes: int) -> None:
+    from worldgen.data.collect import collect
+    from worldgen.data.policies import RandomRepeatPolicy
+    from worldgen.data.sources import make_source_env
+
+    if plan.policy == "explore":
+        policy = kit_for(plan.env_id).policy(plan.seed)
+    else:
+        probe = make_source_env(plan.env_id)
+        policy = RandomRepeatPolicy(int(probe.action_space.n), seed=plan.seed)
+        probe.close()
+    collect(plan.env_id, data, episodes, policy, plan.policy, seed=plan.seed)
+
+
+def _train_done(run: Path, steps: int) -> bool:
+    from worldgen.checkpoint import list_states
+
+    states = list_states(run)
+    return bool(states) and int(states[-1].name.removeprefix("step-")) >= steps and (run / "export" / "config.json").exists()
+
+
+def _train(spec: StageSpec, plan: Plan, data: Path, runs: Path) -> None:
+    from worldgen.checkpoint import list_states
+    from worldgen.train.stages import resolve_config, run_stage
+
+    sets = [s.format(runs=runs) for s in spec.sets] + [f"run.steps={spec.steps}"]
+    if spec.kind != "ae":
+        sets.append(f"ae={runs}/ae/export")
+    if spec.kind == "reward" and kit_for(plan.env_id).events is None:  # no rules to label the world's frames with
+        sets = [s for s in sets if not s.startswith("judged.")]
+    cfg = resolve_config(spec.kind, None if spec.kind == "scm" else plan.preset.model, None, sets)
+    run_stage(spec.kind, cfg, data, runs / spec.name, resume=bool(list_states(runs / spec.name)))
+
+
+def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
+    from worldgen.data.storage import read_manifest
+    from worldgen.world import pack_world, spec_for
+
+    manifest = read_manifest(data)
+    source = f"envs:{plan.env_id}" if plan.env_id.startswith("worldgen/") else plan.env_id
+    spec = spec_for(runs / "scd_own" / "export", manifest, source, plan.out.name)
+    pack_world(world, spec, runs / "ae" / "export", runs / "scd_own" / "export", runs / "reward" / "export",
+               teacher=runs / "teacher_own" / "export")
+
+
+def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[str], None]) -> None:
+    from worldgen.data.dataset import EpisodeDataset
+    from worldgen.eval import Method
+    from worldgen.reference import held_out_seeds
+    from worldgen.report import evaluate_world
+    from worldgen.rollout import Sampler
+    from worldgen.world import World
+
+    p = plan.preset
+    world = World(world_folder)
+    noise = world.spec.context_noise
+    methods = [Method("repeat last frame", None)] + [
+        Method(f"world {n}-step", world.net, Sampler("consistency", n, noise)) for n in (2, 1)]
+    used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
+    evaluate_world(world, methods, out, held_out_seeds(p.eval_seeds, used), list(p.horizons), used,
+                   content_frames=p.content_frames, content_streams=p.content_streams, log=log)
+
+
+def _bench(p: MakeWorldPreset, world: Path, out: Path) -> None:
+    from worldgen.bench import bench_world, save_report
+
+    save_report({"runs": [bench_world(world, p.bench_batches, "cpu", None, 1.0)]}, out)
