@@ -31,7 +31,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     torch.set_num_threads(1)
     venv = gym.make_vec("worldgen/World-v0", num_envs=args.num_envs, vectorization_mode="vector_entry_point",
-                        world=args.world, max_episode_steps=300, autoreset_mode="same_step")
+                        world=args.world, max_episode_steps=1000, autoreset_mode="same_step")  # the flag is 425+ steps away
     levels = list(range(10_000, 10_000 + args.eval_episodes))
     make_real = lambda: gym.make("worldgen/Platformer-v0")  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ with their game kits (`worldgen.kit`)."""
 from gymnasium.envs.registration import register, registry
 
 import envs.platformer  # noqa: F401  (registers the Platformer's kit: scripted player, detector, content measures)
+import envs.atari  # noqa: F401  (registers the Atari games' kits: their colours by name)
 
 if "worldgen/Platformer-v0" not in registry:
     register(

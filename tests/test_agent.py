@@ -31,6 +31,8 @@ def test_a_world_trained_agent_is_saved_and_scored_in_the_real_game(tiny_world, 
     capsys.readouterr()
     assert main(["agent", "eval", "--agent", str(agent), "--episodes", "2"]) == 2
     assert "--trust-agent" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "greedy.zip"), "--ent-coef", "-1"]) == 2
+    assert "--ent-coef must be a finite number >= 0" in capsys.readouterr().err
 
 
 def test_eval_prints_every_policy_with_its_interval(tmp_path, capsys, monkeypatch):

@@ -236,3 +236,18 @@ def test_the_reward_head_is_judged_on_the_worlds_own_frames_per_bin():
     assert all(s["reward_recall"] < 0.5 for s in judged[3]["rules"] if s["reward_events"])
     table = format_events(report)
     assert "h33-128 (rules)" in table and "| world | termination |" in table
+
+
+def test_boxing_is_judged_by_its_own_named_colours():
+    from worldgen.data.sources import make_source_env
+
+    env = make_source_env("ALE/Boxing-v5", 64)
+    frame, _ = env.reset(seed=0)
+    frames = [frame] + [env.step(a % 18)[0] for a in range(30)]
+    env.close()
+    kit = kit_for("ALE/Boxing-v5")
+    shares = kit.content.measure(np.stack(frames))
+    assert set(shares) == {f"colour {name}" for name in kit.palette}
+    covered = sum(v for v in shares.values())  # the rest: thin ropes and digits blended by the resize to 64 x 64
+    assert covered.min() > 0.8 and shares["colour ring"].mean() > 0.5
+    assert shares["colour white boxer and score"].min() > 0 and shares["colour black boxer and score"].min() > 0

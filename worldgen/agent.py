@@ -89,9 +89,11 @@ def real_vec_env(make_env: Callable[[], gym.Env], num_envs: int) -> Any:
 
 
 def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: int = 0, n_steps: int = 128,
-                tensorboard: Path | None = None, progress: bool = True) -> Path:
+                ent_coef: float = 0.01, tensorboard: Path | None = None, progress: bool = True) -> Path:
     """Train a CNN policy for `steps` environment steps on `vec_env` and save it to `out` (.zip),
-    atomically: an interrupted run leaves no half-written agent."""
+    atomically: an interrupted run leaves no half-written agent. `ent_coef`: the entropy bonus
+    (Stable-Baselines3's default, 0, lets the policy collapse onto one action long before a
+    sparse reward such as a coin or the flag is found)."""
     if algo not in ALGOS:
         raise ValueError(f"--algo must be one of {', '.join(ALGOS)}, got {algo!r}")
     if steps < 1:
@@ -115,7 +117,9 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
             self.bar.close()
 
     cls = {"ppo": sb3.PPO, "a2c": sb3.A2C}[algo]
-    kwargs: dict[str, Any] = {"n_steps": n_steps}
+    if not 0.0 <= ent_coef < float("inf"):
+        raise ValueError(f"--ent-coef must be a finite number >= 0, got {ent_coef}")
+    kwargs: dict[str, Any] = {"n_steps": n_steps, "ent_coef": ent_coef}
     if algo == "ppo":
         kwargs["batch_size"] = min(256, n_steps * vec_env.num_envs)
     vec_env.seed(seed)

@@ -291,7 +291,7 @@ def _agent_train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     _outputs_free([args.out], [], args.force)
     if args.real_env:
-        vec_env = real_vec_env(lambda: gym.make(args.real_env), args.num_envs)
+        vec_env = real_vec_env(lambda: gym.make(args.real_env, max_episode_steps=args.max_episode_steps), args.num_envs)
         where = args.real_env
     else:
         World(args.world, trusted_modules=args.trust_module)  # a bad world fails here, before any env
@@ -299,7 +299,7 @@ def _agent_train(args: argparse.Namespace) -> int:
                                              world=str(args.world), max_episode_steps=args.max_episode_steps,
                                              autoreset_mode="same_step"))
         where = f"world {args.world}"
-    out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.tensorboard)
+    out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard)
     print(f"trained {args.algo} for {args.steps} steps in {where}: {out}")
     return 0
 
@@ -487,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, required=True, help="environment steps in all")
     p.add_argument("--num-envs", type=_positive, default=16, help="worlds stepped in one batched model call")
     p.add_argument("--n-steps", type=_positive, default=128, help="rollout length per env between updates")
-    p.add_argument("--max-episode-steps", type=_positive, default=300, help="world episodes are cut after this many steps")
+    p.add_argument("--max-episode-steps", type=_positive, default=1000, help="training episodes (in the world or the real game) are cut after this many steps")
+    p.add_argument("--ent-coef", type=float, default=0.01, help="entropy bonus (keeps exploring until sparse rewards are found)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive, default=2, help="torch CPU threads")
     p.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log folder")
