@@ -61,8 +61,12 @@ own_stage teacher_own 800 teacher --config benchmarks/configs/teacher_own.toml -
 own_stage scd_own 700 scm --mode scd --config benchmarks/configs/scd_own.toml --set "ae=$RUNS/ae/export" \
   --set "teacher=$RUNS/teacher_own/export"
 own_stage ae_decoder 1000 ae --config benchmarks/configs/ae_decoder.toml --set "init=$RUNS/ae/export"
+# The reward head again, half of each batch from the world's own 2-step rollouts, labelled by the
+# Platformer's rules read from those frames (what agents in the world are paid).
+own_stage reward_judged 2000 reward --preset small --batch-size 64 --set "ae=$RUNS/ae_decoder/export" \
+  --set judged.share=0.5 --set "judged.world=$RUNS/scd_own/export" --set judged.rollouts=160 --set judged.frames=400
 
-$WG pack --runs "$RUNS" --ae ae_decoder --dynamics scd_own --teacher teacher_own --data "$DATA" --out "$RUNS/world"
+$WG pack --runs "$RUNS" --ae ae_decoder --dynamics scd_own --reward reward_judged --teacher teacher_own --data "$DATA" --out "$RUNS/world"
 $WG eval --world "$RUNS/world" --method "first world 2-step=$RUNS/scd/export:2" --method "sct 2-step=$RUNS/sct/export:2" \
   --seeds 16 --horizons 1,8,32,128 --out "$RUNS/eval"
 $WG bench --world "$RUNS/world" --json "$RUNS/bench.json"

@@ -104,7 +104,8 @@ class Plan:
         p = self.preset
         self.steps = [("collect", f"{self.episodes} episodes of {self.env_id}, {self.policy} play",
                        self.episodes * p.collect_seconds_per_episode)]
-        self.steps += [(s.name, f"train {s.kind}, {s.steps} steps", s.steps * s.seconds_per_step + s.extra_seconds)
+        judged = kit_for(self.env_id).events is not None  # the reward head's pool needs the game's rules
+        self.steps += [(s.name, f"train {s.kind}, {s.steps} steps", s.steps * s.seconds_per_step + s.extra_seconds * judged)
                        for s in p.stages]
         self.steps += [("pack", "the world folder", 1.0),
                        ("eval", f"{p.eval_seeds} unseen levels, horizons {','.join(map(str, p.horizons))}; "
