@@ -8,8 +8,7 @@ colour with the scoreboard count together.
 
 from __future__ import annotations
 
-from worldgen.content import colour_content
-from worldgen.kit import GameKit, register_kit
+from worldgen.kit import GameKit, colour_content, register_kit
 
 PALETTES: dict[str, dict[str, tuple[int, int, int]]] = {
     "ALE/Boxing-v5": {

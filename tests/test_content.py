@@ -11,10 +11,10 @@ from torch import nn
 
 from envs.platformer import KIT, ExplorerPolicy, palette, platformer_content
 from worldgen.codec import LatentCodec
-from worldgen.content import colour_content, content_report, format_content, record_streams, write_content
+from worldgen.content import content_report, format_content, record_streams, write_content
 from worldgen.eval import Method
 from worldgen.frames import colour_recall, frequent_colours, to_model
-from worldgen.kit import GameKit, kit_for
+from worldgen.kit import GameKit, colour_content, kit_for
 from worldgen.rollout import Sampler
 
 K = 4

@@ -82,19 +82,6 @@ def record_streams(make_env: Callable[[], Any], policy: Any, seeds: list[int], s
     return out
 
 
-def colour_content(palette: dict[str, tuple[int, int, int]], tolerance: int = 8) -> ContentKit:
-    """Content measures for a game whose kit gives none: each palette colour's share of the
-    pixels, per frame (a colour histogram), so that the long-play section still shows what
-    fades. `tolerance`: per-channel distance still counted as the colour (the decoder's error)."""
-    colours = {name: np.array(rgb, dtype=np.int16) for name, rgb in palette.items()}
-
-    def measure(frames: np.ndarray) -> dict[str, np.ndarray]:
-        flat = frames.reshape(len(frames), -1, 1, 3).astype(np.int16)
-        return {f"colour {name}": (np.abs(flat[:, :, 0] - rgb).max(-1) <= tolerance).mean(1) for name, rgb in colours.items()}
-
-    return ContentKit(measure=measure)
-
-
 def _rates(values: dict[str, np.ndarray], edges: list[tuple[int, int]]) -> dict[str, list[float]]:
     """Mean per frame over streams and the frames of each bin: values {kind: (R, H)} with
     horizon h at index h - 1; NaN where a bin lies beyond the rollout or holds no defined value."""

@@ -53,6 +53,19 @@ class GameKit:
 _KITS: dict[str, GameKit] = {}
 
 
+def colour_content(palette: dict[str, tuple[int, int, int]], tolerance: int = 8) -> ContentKit:
+    """Content measures for a game whose kit gives none: each palette colour's share of the
+    pixels, per frame (a colour histogram), so that the long-play section still shows what
+    fades. `tolerance`: per-channel distance still counted as the colour (the decoder's error)."""
+    colours = {name: np.array(rgb, dtype=np.int16) for name, rgb in palette.items()}
+
+    def measure(frames: np.ndarray) -> dict[str, np.ndarray]:
+        flat = frames.reshape(len(frames), -1, 1, 3).astype(np.int16)
+        return {f"colour {name}": (np.abs(flat[:, :, 0] - rgb).max(-1) <= tolerance).mean(1) for name, rgb in colours.items()}
+
+    return ContentKit(measure=measure)
+
+
 def register_kit(env_id: str, kit: GameKit) -> None:
     _KITS[env_id] = kit
 

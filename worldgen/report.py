@@ -10,11 +10,11 @@ from typing import Any, Callable
 import numpy as np
 
 from worldgen.atomic import atomic_path, write_atomic
-from worldgen.content import colour_content, content_report, record_streams, write_content
+from worldgen.content import content_report, record_streams, write_content
 from worldgen.data.policies import RandomRepeatPolicy
 from worldgen.eval import Method, autoencoder_report, evaluate
 from worldgen.frames import frequent_colours, labelled_grid
-from worldgen.kit import kit_for
+from worldgen.kit import colour_content, kit_for
 from worldgen.reference import held_out_seeds, record_references
 from worldgen.world import World
 
