@@ -62,6 +62,7 @@ class JudgedPool:
                  device: torch.device) -> None:
         cfg.validate()
         net, config = load_export(Path(cfg.world), "dynamics", device)
+        net.requires_grad_(False)
         k = windows.context
         if net.cfg.context != k:
             raise ValueError(f"judged.world {cfg.world} has a context of {net.cfg.context} frames, the reward head {k}")
@@ -76,7 +77,7 @@ class JudgedPool:
             items = [windows[int(i)] for i in chunk]
             context = torch.stack([it["context"] for it in items]).to(device) * SIGMA_D  # (n, K, C, h, w)
             acts = np.stack([self._actions(windows, int(i), it["actions"].numpy(), cfg.frames, padding) for i, it in zip(chunk, items)])
-            generated = torch.stack(list(rollout_steps(net.requires_grad_(False), context, torch.from_numpy(acts).to(device),
+            generated = torch.stack(list(rollout_steps(net, context, torch.from_numpy(acts).to(device),
                                                        sampler, g)), dim=1)  # (n, H, C, h, w)
             seq = torch.cat([context, generated], dim=1)  # (n, K + H, C, h, w)
             frames = codec.decode(seq[:, k - 1 :])  # (n, H + 1, H_px, W_px, 3): the last real frame, then the world's
