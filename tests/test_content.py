@@ -15,6 +15,7 @@ from worldgen.content import content_report, format_content, record_streams, wri
 from worldgen.eval import Method
 from worldgen.frames import colour_recall, frequent_colours, to_model
 from worldgen.kit import GameKit, colour_content, kit_for
+from worldgen.metrics import colour_histogram, histogram_intersection
 from worldgen.rollout import Sampler
 
 K = 4
@@ -113,6 +114,9 @@ def test_a_world_that_draws_the_real_game_scores_one_everywhere(streams, tmp_pat
     assert empty["ratio"]["platform_px"][1:] == [0.0] * 2 and empty["ratio"]["coins"][1:] == [0.0] * 2
     assert min(empty["ratio"]["gap_columns"]) > 1  # no ground at all: every column is a gap
     assert "unsupported" not in oracle["ratio"] and "unsupported" in format_content(report)
+    assert oracle["colour_intersection"] == pytest.approx([1.0] * 3)
+    sky = colour_histogram(real)[colour_histogram(blank).argmax()]  # the blank frame's one colour, in the real frames
+    assert empty["colour_intersection"] == pytest.approx([sky] * 3, abs=0.05) and max(empty["colour_intersection"]) < 0.9
     write_content(report, tmp_path)
     json.dumps(report)  # plain JSON once the strip frames are written
     from PIL import Image
@@ -238,16 +242,53 @@ def test_the_reward_head_is_judged_on_the_worlds_own_frames_per_bin():
     assert "h33-128 (rules)" in table and "| world | termination |" in table
 
 
-def test_boxing_is_judged_by_its_own_named_colours():
+def _boxing_frames(steps: int) -> np.ndarray:
     from worldgen.data.sources import make_source_env
 
     env = make_source_env("ALE/Boxing-v5", 64)
     frame, _ = env.reset(seed=0)
-    frames = [frame] + [env.step(a % 18)[0] for a in range(30)]
+    frames = [frame] + [env.step(a % 18)[0] for a in range(steps)]
     env.close()
+    return np.stack(frames)
+
+
+def test_boxing_is_judged_by_its_own_named_colours_and_boxers():
+    frames = _boxing_frames(30)
     kit = kit_for("ALE/Boxing-v5")
-    shares = kit.content.measure(np.stack(frames))
-    assert set(shares) == {f"colour {name}" for name in kit.palette}
-    covered = sum(v for v in shares.values())  # the rest: thin ropes and digits blended by the resize to 64 x 64
+    shares = kit.content.measure(frames)
+    colours = {f"colour {name}" for name in kit.palette}
+    assert set(shares) == colours | {"white boxer drawn", "black boxer drawn"}
+    assert set(kit.content.shares) == {"white boxer drawn", "black boxer drawn"}
+    covered = sum(shares[c] for c in colours)  # the rest: digits and rope ends blended by the resize to 64 x 64
     assert covered.min() > 0.8 and shares["colour ring"].mean() > 0.5
-    assert shares["colour white boxer and score"].min() > 0 and shares["colour black boxer and score"].min() > 0
+    assert shares["colour white boxer"].min() > 0 and shares["colour black boxer and left border"].min() > 0
+    assert shares["white boxer drawn"].all() and shares["black boxer drawn"].all()
+
+
+def test_boxing_detector_follows_the_boxers_and_loses_them_when_they_fade():
+    frames = _boxing_frames(60)
+    detect = kit_for("ALE/Boxing-v5").detect
+    first, last = detect(frames[0]), detect(frames[-1])
+    # The game starts with the white boxer top left and the black one bottom right of the ring.
+    (wx, wy), (bx, by) = first["white boxer"][0], first["black boxer"][0]
+    assert wx < 32 < bx and wy < 32 < by
+    assert all(len(last[k]) == 1 for k in ("white boxer", "black boxer"))
+    ring = np.broadcast_to(np.array([110, 156, 66], dtype=np.uint8), frames[0].shape)
+    assert all(len(v) == 0 for v in detect(ring).values())
+    big = detect(frames[0].repeat(2, 0).repeat(2, 1))  # any square size, positions in 64 x 64 pixels
+    assert np.abs(big["white boxer"] - first["white boxer"]).max() < 0.5
+    with pytest.raises(ValueError, match="RGB frame"):
+        detect(frames[0][..., 0])
+
+
+def test_colour_histograms_intersect_by_amount_not_by_place():
+    red, blue = np.zeros((4, 8, 8, 3), np.uint8), np.zeros((4, 8, 8, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    half = red.copy()
+    half[:, :, :4] = blue[:, :, :4]
+    mirrored = half[:, :, ::-1]  # the same colours elsewhere in the picture
+    assert histogram_intersection(colour_histogram(half), colour_histogram(mirrored)) == pytest.approx(1.0)
+    assert histogram_intersection(colour_histogram(half), colour_histogram(red)) == pytest.approx(0.5)
+    assert histogram_intersection(colour_histogram(red), colour_histogram(blue)) == 0.0
+    grey = np.full((1, 8, 8, 3), 100, np.uint8)
+    assert colour_histogram(grey + 3).argmax() == colour_histogram(grey).argmax()  # a decoder's small error stays in its bin

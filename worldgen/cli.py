@@ -229,7 +229,6 @@ def _eval(args: argparse.Namespace) -> int:
     from worldgen.content import format_content, format_events
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.eval import Method
-    from worldgen.kit import kit_for
     from worldgen.reference import held_out_seeds
     from worldgen.report import evaluate_world, format_table
     from worldgen.rollout import Sampler, for_inference
@@ -265,9 +264,9 @@ def _eval(args: argparse.Namespace) -> int:
     if not args.content_only:
         print(format_table(report))
     ae = report["autoencoder"]
-    kept = lambda kind: "n/a (none in these frames)" if ae[f"{kind}_kept"] != ae[f"{kind}_kept"] else f"{100 * ae[f'{kind}_kept']:.1f}%"  # noqa: E731
+    kept = {key[: -len("_kept")]: v for key, v in ae.items() if key.endswith("_kept")}
     print(f"\nautoencoder on these frames: PSNR {ae['psnr']:.2f} dB"
-          + (f", coins kept {kept('coins')}, enemies kept {kept('enemies')}" if kit_for(spec.source_env).detect else ""))
+          + "".join(f", {kind} kept " + ("n/a (none in these frames)" if v != v else f"{100 * v:.1f}%") for kind, v in kept.items()))
     print("per-colour pixel recall: " + ", ".join(f"{name} {100 * v:.1f}%" for name, v in ae["colour_recall"].items()))
     if "content" in report:
         print("\ncontent over long play (world's rate / real game's):\n" + format_content(report["content"]))

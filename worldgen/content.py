@@ -22,7 +22,7 @@ from worldgen.codec import LatentCodec
 from worldgen.eval import Method, generate
 from worldgen.frames import labelled_grid
 from worldgen.kit import ContentKit, EventRules
-from worldgen.metrics import event_scores_by_bin
+from worldgen.metrics import colour_histogram, event_scores_by_bin, histogram_intersection
 
 BINS = ((1, 32), (33, 128), (129, 512), (513, 900), (901, 1000))
 """Horizon bins of the table (open-loop steps after the prompt, inclusive)."""
@@ -140,6 +140,7 @@ def content_report(methods: list[Method], streams: list[Stream], codec: LatentCo
         values = _measure(kit, generated)
         rates, rates_curve = _rates(values, bins), _rates(values, curve)
         report["methods"][m.name] = {
+            "colour_intersection": _colour_intersection(generated, real, bins),
             "rate": rates,
             "ratio": {kind: _ratio(rates[kind], report["real"][kind]) for kind in rates if kind not in kit.shares},
             "ratio_curve": {kind: _ratio(rates_curve[kind], report["real_curve"][kind]) for kind in rates if kind not in kit.shares},
@@ -150,6 +151,14 @@ def content_report(methods: list[Method], streams: list[Stream], codec: LatentCo
         strip[m.name] = _strip_frames(np.concatenate([streams[0].frames[k - 1 : k], generated[0]]), steps)
     report["_strip"] = (steps, strip)
     return report
+
+
+def _colour_intersection(generated: np.ndarray, real: np.ndarray, bins: list[tuple[int, int]]) -> list[float]:
+    """Per bin, the colour histogram of each generated stream's frames in that bin intersected
+    with the real stream's over the same steps, averaged over streams: a world may draw another
+    fight or level than the game did, but should draw it in the same colours and amounts."""
+    return [float(np.mean([histogram_intersection(colour_histogram(g[lo - 1 : hi]), colour_histogram(r[lo - 1 : hi]))
+                           for g, r in zip(generated, real)])) for lo, hi in bins]
 
 
 def _judge_events(streams: list[Stream], generated: np.ndarray, rewards: np.ndarray, ended: np.ndarray, k: int,
@@ -201,6 +210,7 @@ def format_content(report: dict[str, Any]) -> str:
     head = ["method", "content", *[f"h{lo}-{hi}" for lo, hi in bins]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in report["methods"].items():
+        lines.append("| " + " | ".join([name, "colour histogram, intersection with the real game's", *[f"{v:.2f}" for v in row["colour_intersection"]]]) + " |")
         for kind, ratios in row["ratio"].items():
             lines.append("| " + " | ".join([name, kind, *[f"{v:.2f}" for v in ratios]]) + " |")
         for kind in report["shares"]:

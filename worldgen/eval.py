@@ -171,9 +171,10 @@ def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float
                     window: int = OBJECT_WINDOW) -> dict[str, float]:
     """How well the generated frames keep the game's objects.
 
-    Player: position error (px) over the first `horizon` open-loop steps (a frame where the
-    generated player cannot be found counts `miss_penalty`), and how often it is found.
-    Coins and enemies, counted on the last `window` steps up to `horizon` (25-32 at 32; one
+    Player (where the game's ground truth places one): position error (px) over the first
+    `horizon` open-loop steps (a frame where the generated player cannot be found counts
+    `miss_penalty`), and how often it is found. Every other kind the detector finds (coins,
+    enemies; a boxer), counted on the last `window` steps up to `horizon` (25-32 at 32; one
     step alone holds too few objects for a steady share): the share of the real frame's
     objects that the generated frame shows within `match_px` (`*_kept`), the same share for
     the objects the prompt already showed (`*_kept_prompt`: a world cannot know what scrolls
@@ -190,7 +191,7 @@ def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float
             seen = detect(r.generated[i, h])["player"]
             found.append(len(seen) > 0)
             errors.append(min(float(np.linalg.norm(seen[0] - truth)), miss_penalty) if len(seen) else miss_penalty)
-    kinds = ("coins", "enemies")
+    kinds = object_kinds(detect, r.real[0, 0])
     kept = {kind: [0, 0] for kind in kinds}
     kept_prompt = {kind: [0, 0] for kind in kinds}
     invented, frames = 0, 0
@@ -203,7 +204,7 @@ def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float
                 kept[kind][0] += matched
                 kept[kind][1] += len(real_objects[kind])
                 invented += extra
-                if r.objects is None:
+                if r.objects is None or kind not in r.prompt_ids[i]:  # the game's ground truth does not track it
                     continue
                 known = np.array([xy for j, xy in r.objects[i][h][kind].items() if j in r.prompt_ids[i][kind]]).reshape(-1, 2)
                 shown = real_objects[kind]  # objects drawn whole enough for the detector
@@ -220,10 +221,15 @@ def object_fidelity(r: Rollouts, detect: Detector, horizon: int, match_px: float
     for kind in kinds:
         out[f"{kind}_kept"] = kept[kind][0] / kept[kind][1] if kept[kind][1] else nan
         out[f"{kind}_counted"] = kept[kind][1]
-        if r.objects is not None:
+        if r.objects is not None and kind in r.prompt_ids[0]:
             out[f"{kind}_kept_prompt"] = kept_prompt[kind][0] / kept_prompt[kind][1] if kept_prompt[kind][1] else nan
             out[f"{kind}_counted_prompt"] = kept_prompt[kind][1]
     return out
+
+
+def object_kinds(detect: Detector, frame: np.ndarray) -> list[str]:
+    """The kinds of objects a game's detector reports, but the player (judged on its own)."""
+    return [kind for kind in detect(frame) if kind != "player"]
 
 
 def evaluate(
@@ -246,6 +252,7 @@ def evaluate(
     object_h = min(object_horizon, max(horizons))
     if detect is not None:
         report["object_steps"] = [max(object_h - OBJECT_WINDOW, 0) + 1, object_h]
+        report["object_kinds"] = object_kinds(detect, refs[0].frames[0])
     pictures = {}
     for i, m in enumerate(methods):
         log(f"eval: {m.name} ({i + 1}/{len(methods)})")
@@ -289,7 +296,7 @@ def autoencoder_report(codec: LatentCodec, refs: list[Reference], detect: Detect
     out: dict[str, Any] = {"psnr": float(psnr_from_mse(mse(recon, frames).mean())), "ssim": float(ssim(recon, frames).mean())}
     out["colour_recall"] = colour_recall(frames, recon, palette or frequent_colours(frames))
     if detect is not None:
-        kept = {"coins": [0, 0], "enemies": [0, 0]}
+        kept = {kind: [0, 0] for kind in object_kinds(detect, frames[0])}
         for real, rec in zip(frames[::2], recon[::2]):
             a, b = detect(real), detect(rec)
             for kind in kept:

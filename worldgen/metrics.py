@@ -67,3 +67,21 @@ def event_scores_by_bin(reward: np.ndarray, true_reward: np.ndarray, ended: np.n
     index h - 1; events match across a bin's edge, and count in the bin where they lie."""
     masks = _events(reward, true_reward, ended, true_ended, tolerance)
     return [_shares(masks, (..., slice(lo - 1, hi))) for lo, hi in bins]
+
+
+HISTOGRAM_LEVELS = 8
+"""Levels per colour channel of `colour_histogram` (8 x 8 x 8 bins of 32 values): coarse enough
+that a decoder's few levels of error rarely move a pixel to another bin."""
+
+
+def colour_histogram(frames: np.ndarray, levels: int = HISTOGRAM_LEVELS) -> np.ndarray:
+    """The share of pixels in each of levels**3 RGB bins, over all of `frames` (..., H, W, 3) uint8."""
+    q = (np.asarray(frames).reshape(-1, 3).astype(np.int64) * levels) // 256
+    counts = np.bincount((q[:, 0] * levels + q[:, 1]) * levels + q[:, 2], minlength=levels**3)
+    return counts / max(counts.sum(), 1)
+
+
+def histogram_intersection(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of the bin-wise minimum of two normalised histograms: 1 for the same colours in the
+    same amounts, 0 for no colour in common. Needs no pairing of pixels or frames."""
+    return float(np.minimum(a, b).sum())

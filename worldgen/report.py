@@ -62,8 +62,13 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
 
 def format_table(report: dict[str, Any]) -> str:
     horizons = report["horizons"]
+    kinds = report.get("object_kinds", [])
+    first = next(iter(report["methods"].values()), {})
+    player = first.get("player_found", float("nan")) == first.get("player_found", float("nan"))
     head = ["method", "next PSNR", "next SSIM", *[f"PSNR h{h}" for h in horizons], "dPSNR t4/t16",
-            "player err px (found)", "coins kept (of prompt's)", "enemies kept (of prompt's)", "invented/frame"]
+            *(["player err px (found)"] if player else []),
+            *[f"{kind} kept" + (" (of prompt's)" if f"{kind}_kept_prompt" in first else "") for kind in kinds],
+            *(["invented/frame"] if kinds else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     nan = float("nan")
 
@@ -79,12 +84,12 @@ def format_table(report: dict[str, Any]) -> str:
         cells = [name, f"{r['next_psnr']:.2f}", f"{r['next_ssim']:.3f}",
                  *[f"{r['open_loop_psnr'][h]:.2f}" for h in horizons],
                  "/".join(f"{v:.2f}" for v in delta.values()) if delta else "-",
-                 f"{r.get('player_error_px', nan):.2f} ({pct(r.get('player_found', nan))})",
-                 kept(r, "coins"), kept(r, "enemies"), f"{r.get('invented_per_frame', nan):.2f}"]
+                 *([f"{r.get('player_error_px', nan):.2f} ({pct(r.get('player_found', nan))})"] if player else []),
+                 *[kept(r, kind) for kind in kinds], *([f"{r.get('invented_per_frame', nan):.2f}"] if kinds else [])]
         lines.append("| " + " | ".join(cells) + " |")
-    first = next(iter(report["methods"].values()), {})
-    if "coins_counted" in first:
-        counts = ", ".join(f"{first[f'{k}_counted']} {k} ({first.get(f'{k}_counted_prompt', '-')} of the prompt's)" for k in ("coins", "enemies"))
+    if kinds:
+        counts = ", ".join(f"{first[f'{k}_counted']} {k}" + (f" ({first[f'{k}_counted_prompt']} of the prompt's)" if f"{k}_counted_prompt" in first else "")
+                           for k in kinds)
         lo, hi = report["object_steps"]
         lines.append(f"\nobjects counted on the real frames of the rollouts, steps {lo}-{hi}: {counts}")
     return "\n".join(lines)
