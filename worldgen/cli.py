@@ -93,6 +93,15 @@ def _data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_from_video(args: argparse.Namespace) -> int:
+    from worldgen.data.video import dataset_from_videos
+
+    result = dataset_from_videos(args.paths, args.out, args.size, args.fps, args.crop)
+    print(f"added {result.episodes} clips ({result.frames} frames at {result.fps:g} fps) to {args.out}; actions unknown"
+          + (f"; {len(result.skipped)} already there" if result.skipped else ""))
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (the games' kits: the rules that label the reward head's judged rollouts)
     from worldgen.train.stages import describe, resolve_config, run_stage
@@ -152,6 +161,8 @@ def _record(args: argparse.Namespace) -> int:
     from worldgen.record import Clip, make_policy, record_clip, write_video
     from worldgen.world import World
 
+    if args.env:
+        return _record_game(args)
     sidecar = args.output.with_suffix(".json")
     inputs = [Path(args.policy)] + ([Path(args.prompt)] if args.prompt is not None else [])
     _outputs_free([args.output, sidecar], inputs, args.force)
@@ -163,6 +174,27 @@ def _record(args: argparse.Namespace) -> int:
     write_video(args.output, frames, clip.fps, args.scale)
     clip.save(sidecar)
     print(f"wrote {args.output} ({len(frames)} frames) and {sidecar}")
+    return 0
+
+
+def _record_game(args: argparse.Namespace) -> int:
+    import json
+
+    from worldgen.atomic import write_atomic
+    from worldgen.record import record_game_clip, write_video
+
+    if args.prompt is not None or args.steps is not None:
+        raise ValueError("--prompt and --sampling-steps belong to a world; the real game starts from level --seed")
+    outputs = [args.output] if args.clips == 1 else [args.output.with_name(f"{args.output.stem}-{i:03d}{args.output.suffix}")
+                                                     for i in range(args.clips)]
+    _outputs_free(outputs + [o.with_suffix(".json") for o in outputs], [], args.force)
+    for i, out in enumerate(outputs):
+        frames, sidecar = record_game_clip(args.env, args.seed + i, args.frames, args.policy, trust_agent=args.trust_agent)
+        sidecar["fps"] = args.fps
+        write_video(out, frames, args.fps, args.scale)
+        data = json.dumps(sidecar).encode()
+        write_atomic(out.with_suffix(".json"), lambda f: f.write(data))
+        print(f"wrote {out} ({len(frames)} frames of {args.env}, level {args.seed + i}) and {out.with_suffix('.json')}")
     return 0
 
 
@@ -404,10 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_module_arg(p)
     p.set_defaults(run=_play)
 
-    p = sub.add_parser("record", help="record a clip of a generated world headless (mp4 or gif + actions JSON)")
+    p = sub.add_parser("record", help="record a clip of a generated world, or of a real game, headless (mp4 or gif + actions JSON)")
     p.add_argument("--world", default="platformer")
+    p.add_argument("--env", default=None, help="record this real game (a Gymnasium id) instead of a world")
+    p.add_argument("--clips", type=_positive, default=1, help="with --env: clips of levels --seed, --seed + 1, ... (OUT-000.mp4, ...)")
+    p.add_argument("--fps", type=_positive, default=15, help="with --env: the clip's frame rate (ALE at frame skip 4 runs 15 steps a second)")
     p.add_argument("--policy", default="random",
-                   help="random, ACTIONS.json (a list or a clip) or a stable-baselines3 agent .zip (with --trust-agent)")
+                   help="random, ACTIONS.json (a list or a clip) or a stable-baselines3 agent .zip (with --trust-agent); "
+                        "with --env also kit (the game kit's scripted player, where it has one)")
     p.add_argument("--trust-agent", action="store_true",
                    help="allow an agent .zip: stable-baselines3 zips hold pickled Python objects, which run code when "
                         "loaded, so load only agents you trust")
@@ -513,6 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--quick", action="store_true", help="skip reading every frame back (the CRC check)")
     p.set_defaults(run=_data_info)
+    p = data.add_parser("from-video", help="a dataset with no actions from mp4, webm or gif clips (for `worldgen train lam`)")
+    p.add_argument("paths", type=Path, nargs="+", metavar="FILES_OR_DIR", help="clips, or folders of clips")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder (created, or added to)")
+    p.add_argument("--size", type=_positive, default=64, help="square frame size")
+    p.add_argument("--fps", type=float, default=None, help="the dataset's frame rate (default: the lowest of the clips)")
+    p.add_argument("--crop", action="store_true", help="centre-crop frames to a square instead of stretching them")
+    p.set_defaults(run=_data_from_video)
     return parser
 
 

@@ -131,6 +131,44 @@ def record_clip(world: World, clip: Clip, frames: int, policy: Policy, progress:
     return np.stack(out)
 
 
+GAME_CLIP_FORMAT = "worldgen-game-clip"
+
+
+def record_game_clip(env_id: str, seed: int, frames: int, policy: str = "kit", size: int = 64,
+                     trust_agent: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """Play the real game `env_id` from level `seed` for up to `frames` steps (an episode's end
+    ends the clip) with `policy` (`kit`: the game kit's player where it has one, else held
+    random actions; or what `make_policy` takes). Returns the frames (T + 1, size, size, 3) and
+    the sidecar: every action and reward, to judge what is learnt from the video alone."""
+    from worldgen.data.policies import RandomRepeatPolicy
+    from worldgen.data.sources import action_meanings, make_source_env
+    from worldgen.kit import kit_for
+
+    env = make_source_env(env_id, size)
+    meanings = action_meanings(env)
+    scripted = kit_for(env_id).policy
+    if policy in ("kit", "random"):
+        player = scripted(seed) if policy == "kit" and scripted else RandomRepeatPolicy(len(meanings), seed=seed)
+        act = lambda obs, info, t: int(player.act(obs[None], [info], np.array([t == 0]))[0])  # noqa: E731
+    else:
+        chosen = make_policy(policy, len(meanings), seed, trust_agent)
+        act = lambda obs, info, t: chosen(obs, t)  # noqa: E731
+    obs, info = env.reset(seed=seed)
+    out, actions, rewards = [obs], [], []
+    for t in range(frames):
+        action = act(obs, info, t)
+        obs, reward, terminated, truncated, info = env.step(action)
+        out.append(obs)
+        actions.append(action)
+        rewards.append(float(reward))
+        if terminated or truncated:
+            break
+    env.close()
+    sidecar = {"format": GAME_CLIP_FORMAT, "env": env_id, "seed": seed, "policy": policy, "action_meanings": meanings,
+               "actions": actions, "rewards": rewards, "ended": bool(len(actions) < frames)}
+    return np.stack(out), sidecar
+
+
 def replay_clip(world: World, clip: Clip, progress: bool = True) -> np.ndarray:
     """The clip's frames, drawn again from its prompt, seed, sampling steps and actions:
     (len(actions) + 1 - start, H, W, 3). Runs on the clip's torch thread count, which the

@@ -41,8 +41,10 @@ class DatasetInfo:
             f"mean return {self.mean_return:.2f})",
             f"size:        {self.bytes_on_disk / 2**20:.2f} MiB "
             f"({self.bytes_on_disk / max(self.frames, 1) * 10_000 / 2**20:.2f} MiB per 10k frames)",
-            "actions:",
         ]
+        if not self.action_meanings:
+            return "\n".join(lines + ["actions:     unknown (made from video; `worldgen train lam` learns them)"])
+        lines.append("actions:")
         width = max(len(m) for m in self.action_meanings)
         for i, (name, n) in enumerate(zip(self.action_meanings, self.action_counts)):
             bar = "#" * int(round(40 * n / total))
@@ -77,6 +79,11 @@ class EpisodeDataset:
         return list(self.manifest["action_meanings"])
 
     @property
+    def actions_known(self) -> bool:
+        """False for a dataset made from video: every action is UNKNOWN_ACTION (-1)."""
+        return self.manifest.get("actions") != "unknown"
+
+    @property
     def frame_shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["frame_shape"])  # type: ignore[return-value]
 
@@ -87,7 +94,8 @@ class EpisodeDataset:
         counts = np.zeros(self.manifest["num_actions"], dtype=np.int64)
         returns = []
         for shard in self.shards:
-            counts += np.bincount(shard.actions, minlength=len(counts))[: len(counts)]
+            if self.actions_known:
+                counts += np.bincount(shard.actions, minlength=len(counts))[: len(counts)]
             returns.append(float(shard.rewards.sum()))
         frames = sum(s.num_frames for s in self.shards)
         return DatasetInfo(

@@ -9,7 +9,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from PIL import Image
+
+from worldgen.frames import resize_frames
 
 
 class SourceEnvError(ValueError):
@@ -37,9 +38,7 @@ class RGBFrames(gym.ObservationWrapper):
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise SourceEnvError(f"{self.env.spec.id if self.env.spec else self.env}: render() gave shape {frame.shape}, expected (H, W, 3) RGB")
-        if frame.shape[:2] != (self.size, self.size):
-            frame = np.asarray(Image.fromarray(frame.astype(np.uint8)).resize((self.size, self.size), Image.BILINEAR))
-        return frame.astype(np.uint8, copy=False)
+        return resize_frames(frame, self.size)
 
 
 def make_source_env(env_id: str, size: int = 64, **kwargs: Any) -> gym.Env:

@@ -9,6 +9,7 @@ import torch
 
 from models.export import load_export
 from worldgen.codec import LatentCodec
+from worldgen.data.dataset import EpisodeDataset
 from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
 from worldgen.frames import grid, mse, psnr_from_mse
@@ -24,6 +25,9 @@ class LatentData:
     stages that first roll the world out from the earliest of them (`OwnRollouts`)."""
 
     def __init__(self, data: Path, ae_folder: Path, context: int, val_fraction: float, val_windows: int, lead: int = 0) -> None:
+        if not EpisodeDataset(data).actions_known:
+            raise ValueError(f"{data} has no actions (made from video): learn them first with `worldgen train lam --data {data}`, "
+                             "then train on the labelled copy `worldgen data label` writes")
         self.ae = load_export(ae_folder, "autoencoder")[0]
         store = encode_dataset(self.ae, ae_folder, data)
         self.train = WindowDataset(data, context + lead, "train", val_fraction, latents=store)
