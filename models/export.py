@@ -19,6 +19,7 @@ from torch import nn
 from models.autoencoder import Autoencoder, AutoencoderConfig
 from models.configs import from_dict
 from models.dynamics import DynamicsConfig, DynamicsNet
+from models.lam import LAMConfig, LatentActionModel
 from models.reward import RewardConfig, RewardHead
 
 WEIGHTS = "model.safetensors"
@@ -29,10 +30,11 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "sct": (DynamicsNet, DynamicsConfig),
     "scd": (DynamicsNet, DynamicsConfig),
     "reward": (RewardHead, RewardConfig),
+    "lam": (LatentActionModel, LAMConfig),
 }
 """An export's kind -> its network and config class (dynamics: a diffusion teacher, or a
 consistency model from sCT or sCD)."""
-FAMILIES = {"autoencoder": ("autoencoder",), "dynamics": ("teacher", "sct", "scd"), "reward": ("reward",)}
+FAMILIES = {"autoencoder": ("autoencoder",), "dynamics": ("teacher", "sct", "scd"), "reward": ("reward",), "lam": ("lam",)}
 
 
 class CheckpointError(ValueError):
@@ -60,8 +62,8 @@ def load_weights(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
 
 
 def load_export(folder: Path, family: str | None = None, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """An exported network in eval mode, and its config. `family` ("autoencoder", "dynamics" or
-    "reward") names what the caller expects; the config's kind decides the architecture.
+    """An exported network in eval mode, and its config. `family` ("autoencoder", "dynamics",
+    "reward" or "lam") names what the caller expects; the config's kind decides the architecture.
 
     The network is first built on the meta device (no memory) and checked against the file, so a
     config of absurd sizes or weights of the wrong shape, type or value give an error, not an

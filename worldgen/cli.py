@@ -102,6 +102,29 @@ def _data_from_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lam_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import envs  # noqa: F401  (the real games the clips came from)
+    from worldgen.atomic import write_atomic
+    from worldgen.lam import format_confusion, judge_on_clips
+
+    report = judge_on_clips(args.lam, args.clips, args.out)
+    usage = report["usage"]
+    print(f"{report['clips']} clips, {report['steps']} steps; {report['shown_steps']} show their action "
+          "(the real game, from the same state, draws another next frame for some other action)")
+    print(f"codebook: perplexity {usage['perplexity']:.2f} of {len(usage['share'])}, dead codes: {usage['dead'] or 'none'}")
+    part = report["shown"]
+    print(f"best code -> action map: accuracy {part['accuracy']:.3f} (right: the game draws with the mapped action what it drew "
+          f"with the true one), {part['strict_accuracy']:.3f} counting only the true action itself\n"
+          f"map: {', '.join(f'{i}={m}' for i, m in enumerate(part['map']))}\n"
+          "codes (rows) against true actions on those steps, % of each code's steps:\n" + format_confusion(part["confusion"], report["action_meanings"]))
+    data = json.dumps(report, indent=1).encode()
+    write_atomic(args.out / "lam_report.json", lambda f: f.write(data))
+    print(f"wrote {args.out / 'lam_report.json'}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (the games' kits: the rules that label the reward head's judged rollouts)
     from worldgen.train.stages import describe, resolve_config, run_stage
@@ -111,6 +134,10 @@ def _train(args: argparse.Namespace) -> int:
         sets += [f"mode={args.mode or 'scd'}"] + ([f"teacher={args.teacher}"] if args.teacher else [])
     elif args.mode or args.teacher:
         raise SystemExit("error: --mode and --teacher belong to `worldgen train scm`")
+    if args.stage == "lam" and args.codes is not None:
+        sets.append(f"model.codes={args.codes}")
+    elif args.stage != "lam" and (args.codes is not None or args.labels is not None):
+        raise SystemExit("error: --codes and --labels belong to `worldgen train lam`")
     cfg = resolve_config(args.stage, args.preset, args.config, sets)
     if args.steps is not None:
         cfg.run.steps = args.steps
@@ -121,6 +148,12 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     export = run_stage(args.stage, cfg, args.data, args.out, args.resume)
     print(f"trained {args.stage}: weights in {export}")
+    if args.stage == "lam" and args.labels is not None:
+        from worldgen.lam import map_codes_to_actions
+
+        report = map_codes_to_actions(export, args.labels)
+        print(f"codes named from {report['episodes']} labelled episodes ({report['steps']} steps, best-map accuracy "
+              f"{report['accuracy']:.2f}): " + ", ".join(f"{i}={n}" for i, n in enumerate(report["code_names"])))
     return 0
 
 
@@ -404,10 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_make_world)
 
     p = sub.add_parser("train", help="train a world's models: ae, then teacher, scm and reward")
-    p.add_argument("stage", choices=["ae", "teacher", "scm", "reward"],
+    p.add_argument("stage", choices=["ae", "teacher", "scm", "reward", "lam"],
                    help="ae: frame autoencoder; teacher: diffusion model of the next latent; "
-                        "scm: consistency model from the teacher; reward: reward and termination head")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder from `worldgen collect`")
+                        "scm: consistency model from the teacher; reward: reward and termination head; "
+                        "lam: latent action model (actions learnt from video alone)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder from `worldgen collect` or `worldgen data from-video`")
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints/, export/, tb/, metrics.jsonl")
     p.add_argument("--config", type=Path, default=None, help="TOML file overriding config fields")
     p.add_argument("--preset", default=None, help="model size: tiny, small (CPU) or base (GPU)")
@@ -417,8 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--mode", choices=["sct", "scd"], default=None, help="scm: sCD (teacher tangents, default) or sCT (data tangents)")
     p.add_argument("--teacher", type=Path, default=None, help="scm: teacher export (default: ../teacher/export beside --out)")
+    p.add_argument("--codes", type=_positive, default=None, help="lam: how many latent actions (Genie uses 8)")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="lam: a few episodes with true actions (`worldgen collect`): name each code after the action it stands for")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(run=_train)
+
+    p = sub.add_parser("lam-eval", help="judge a latent action model's codes against the true actions of real-game clips")
+    p.add_argument("--lam", type=Path, required=True, help="the model's export folder (`worldgen train lam`)")
+    p.add_argument("--clips", type=Path, required=True, help="held-out clips with their actions (`worldgen record --env ... --clips N`)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the clips' dataset and lam_report.json")
+    p.set_defaults(run=_lam_eval)
 
     p = sub.add_parser("play", help="play a generated world with the keyboard (pygame window)")
     p.add_argument("--world", default="platformer", help="pretrained name or world folder (default: platformer)")

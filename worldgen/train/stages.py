@@ -9,7 +9,7 @@ from typing import Any
 
 from worldgen.train.config import apply_overrides, load_toml, parse_sets
 
-STAGES = ("ae", "teacher", "scm", "reward")
+STAGES = ("ae", "teacher", "scm", "reward", "lam")
 
 
 def _config_class(stage: str) -> tuple[type, Any]:
@@ -29,6 +29,10 @@ def _config_class(stage: str) -> tuple[type, Any]:
         from worldgen.train.reward import RewardTrainConfig, apply_preset
 
         return RewardTrainConfig, apply_preset
+    if stage == "lam":
+        from worldgen.train.lam import LAMTrainConfig, apply_preset
+
+        return LAMTrainConfig, apply_preset
     raise ValueError(f"unknown training stage {stage!r}; choose from {', '.join(STAGES)}")
 
 
@@ -80,6 +84,10 @@ def run_stage(stage: str, cfg: Any, data: Path, out: Path, resume: bool) -> Path
 
             cfg.teacher = cfg.teacher or str(_sibling_export(out, "teacher"))
             runner = ConsistencyStage(cfg, data, Path(cfg.ae), Path(cfg.teacher))
+        elif stage == "lam":
+            from worldgen.train.lam import LAMStage
+
+            runner = LAMStage(cfg, data, Path(cfg.ae))
         else:
             from worldgen.train.reward import RewardStage
 

@@ -1,0 +1,128 @@
+"""The latent action model: codes that carry the move, no dead codes, no peeking at true actions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.export import load_export
+from models.lam import LAM_PRESETS, LatentActionModel
+from worldgen.cli import main
+from worldgen.data.storage import Episode, Shard, write_shard
+from worldgen.lam import action_outcomes, best_map, best_map_by_outcome, code_usage, confusion_matrix
+
+
+def _toy_windows(n: int, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latent windows (n, K + 1, 4, 8, 8) of a bright dot that stays, steps left or steps right
+    at the last step (the hidden action, 0 / 1 / 2); before that it drifts at random."""
+    window = 0.05 * torch.randn(n, k + 1, 4, 8, 8, generator=generator)
+    x = torch.randint(2, 6, (n,), generator=generator)
+    y = torch.randint(0, 8, (n,), generator=generator)
+    action = torch.randint(0, 3, (n,), generator=generator)
+    for t in range(k + 1):
+        step = torch.tensor([0, -1, 1])[action] if t == k else torch.zeros(n, dtype=torch.long)
+        window[torch.arange(n), t, 0, y, x + step] += 3.0
+    return window, action
+
+
+def test_codes_learn_a_hidden_move_that_the_past_cannot_tell():
+    torch.manual_seed(0)
+    cfg = LAM_PRESETS["tiny"]
+    cfg.latent_channels, cfg.latent_size, cfg.codes = 4, 8, 4
+    lam = LatentActionModel(cfg)
+    opt = torch.optim.Adam(lam.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for step in range(300):
+        window, _ = _toy_windows(64, cfg.context, g)
+        z = lam.encode(window)
+        codes, q, vq = lam.quantise(z)
+        loss = F.mse_loss(lam.decode(window[:, :-1], q), window[:, -1]) + vq
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        lam.track_usage(codes, 0.9)
+        if step % 20 == 19 and step < 240:
+            lam.restart_dead_codes(z.detach(), g)
+    window, action = _toy_windows(512, cfg.context, torch.Generator().manual_seed(1))
+    codes = lam.infer(window)
+    _, accuracy = best_map(confusion_matrix(codes.numpy(), action.numpy(), cfg.codes, 3))
+    assert accuracy > 0.9
+    with torch.no_grad():
+        own = F.mse_loss(lam.decode(window[:, :-1], lam.code_vectors(codes)), window[:, -1])
+        other = F.mse_loss(lam.decode(window[:, :-1], lam.code_vectors(codes.roll(1))), window[:, -1])
+    assert other > 1.5 * own  # the decoder draws the move from the code, not from the past
+
+
+def test_confusion_best_map_and_usage():
+    codes = np.array([0, 0, 1, 1, 1, 2, 2, 2])
+    actions = np.array([0, 0, 1, 1, 0, 1, 1, 1])
+    conf = confusion_matrix(codes, actions, 4, 2)
+    assert conf.tolist() == [[2, 0], [1, 2], [0, 3], [0, 0]]
+    mapping, accuracy = best_map(conf)
+    assert mapping[:3].tolist() == [0, 1, 1] and accuracy == pytest.approx(7 / 8)  # two codes may name one action
+    usage = code_usage(codes, 4)
+    assert usage["dead"] == [3] and 2.9 < usage["perplexity"] < 3.0
+
+
+def test_action_outcomes_group_keys_that_draw_the_same_frame():
+    # Jump from rest, then keep pressing JUMP in the air, where it draws what NOOP draws.
+    actions = np.array([0, 0, 3, 3, 3, 0, 2, 2])
+    classes = action_outcomes("worldgen/Platformer-v0", 7, actions)
+    noop, left, right, jump, left_jump, right_jump = range(6)
+    assert classes.shape == (8, 6) and (classes.max(axis=1) > 0).all()  # some key always shows
+    assert classes[2, jump] == classes[2, right_jump] != classes[2, noop]  # take-off; RIGHT's first 0.4 px shows nothing
+    assert (classes[3:5, jump] == classes[3:5, noop]).all() and (classes[3:5, left] != classes[3:5, noop]).all()
+    codes = np.zeros(8, np.int64)  # one code for everything: right wherever the key drew what NOOP drew
+    mapping, accuracy = best_map_by_outcome(codes, actions, classes, 2)
+    assert mapping[0] == noop and accuracy == pytest.approx(np.mean(classes[np.arange(8), actions] == classes[:, noop]))
+
+
+def _copy_with_scrambled_actions(src, dst):
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("latents", ".lock"))
+    rng = np.random.default_rng(0)
+    for path in sorted(dst.glob("ep-*.npz")):
+        shard = Shard(path)
+        episode = Episode(shard.frames(), rng.integers(0, 6, shard.num_steps), shard.rewards, shard.terminated, shard.truncated,
+                          {k: v for k, v in shard.meta.items() if k not in ("format", "version", "env_id", "num_frames", "frame_shape", "chunk")})
+        shard.close()
+        write_shard(path, episode, shard.meta["env_id"])
+
+
+def test_train_lam_never_reads_the_true_actions_and_reports_its_codebook(tiny_world_runs, tiny_dataset, tmp_path, capsys):
+    scrambled = tmp_path / "scrambled"
+    _copy_with_scrambled_actions(tiny_dataset, scrambled)
+    common = ["--preset", "tiny", "--codes", "4", "--steps", "30", "--set", f"ae={tiny_world_runs / 'ae' / 'export'}",
+              "--set", "run.val_fraction=0.3", "--set", "run.image_every=30", "--set", "restart_every=10"]
+    assert main(["train", "lam", "--data", str(tiny_dataset), "--out", str(tmp_path / "a"), *common]) == 0
+    assert main(["train", "lam", "--data", str(scrambled), "--out", str(tmp_path / "b"), *common,
+                 "--labels", str(tiny_dataset)]) == 0
+    a, _ = load_export(tmp_path / "a" / "export", "lam")
+    b, config = load_export(tmp_path / "b" / "export", "lam")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name  # the same weights whatever the actions say
+    assert a.cfg.codes == 4 and len(config["code_names"]) == 4
+    assert np.array(config["label_map"]["confusion"]).sum() == config["label_map"]["steps"]
+    assert "best-map accuracy" in capsys.readouterr().out
+    val = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines() if "val/code_gain_db" in line]
+    assert {"val/perplexity", "val/dead_codes", "val/mse_other_code"} <= set(val[-1])
+
+
+def test_lam_eval_judges_codes_on_real_clips(tiny_world_runs, tiny_dataset, tmp_path, capsys):
+    assert main(["train", "lam", "--data", str(tiny_dataset), "--out", str(tmp_path / "lam"), "--preset", "tiny", "--steps", "5",
+                 "--set", f"ae={tiny_world_runs / 'ae' / 'export'}", "--set", "run.val_fraction=0.3"]) == 0
+    assert main(["record", "--env", "worldgen/Platformer-v0", "--policy", "kit", "--clips", "2", "--frames", "40",
+                 "-o", str(tmp_path / "clips" / "c.mp4")]) == 0
+    assert main(["lam-eval", "--lam", str(tmp_path / "lam" / "export"), "--clips", str(tmp_path / "clips"),
+                 "--out", str(tmp_path / "judged")]) == 0
+    report = json.loads((tmp_path / "judged" / "lam_report.json").read_text())
+    assert report["clips"] == 2 and report["steps"] == 80 and 0 < report["shown_steps"] <= 80
+    assert np.array(report["shown"]["confusion"]).sum() == report["shown_steps"]
+    assert "| code | steps | NOOP | LEFT |" in capsys.readouterr().out
+    (tmp_path / "clips" / "c-000.json").write_text(json.dumps({"format": "something else"}))
+    assert main(["lam-eval", "--lam", str(tmp_path / "lam" / "export"), "--clips", str(tmp_path / "clips"),
+                 "--out", str(tmp_path / "judged2")]) == 2

@@ -1,0 +1,221 @@
+"""Latent actions in use: codes for every step of a dataset, and how well they name real moves.
+
+A latent action model (`models.lam`, trained by `worldgen train lam`) gives each step of a
+video a code. Here the codes are inferred for whole episodes (the first steps see the first
+frame repeated, as training windows do), compared with true actions where a judge has them
+(a confusion matrix, the accuracy of the best code -> action map), and written into a labelled
+copy of a dataset that the world's stages then train on as if the codes were the game's keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.export import load_export
+from worldgen.data.dataset import EpisodeDataset
+from worldgen.data.latents import LatentStore, encode_dataset
+
+
+@dataclass
+class LatentActions:
+    """A trained latent action model, the autoencoder whose latents it reads, and its code names."""
+
+    lam: torch.nn.Module
+    ae: torch.nn.Module
+    ae_folder: Path
+    names: list[str]
+    """One per code: `code N`, or the game action a label map gave it."""
+
+    @classmethod
+    def load(cls, folder: Path, device: torch.device | str = "cpu") -> "LatentActions":
+        lam, config = load_export(folder, "lam", device)
+        ae_folder = Path(config["ae"])
+        if not ae_folder.is_absolute():
+            ae_folder = Path(folder) / ae_folder
+        ae = load_export(ae_folder, "autoencoder", device)[0]
+        return cls(lam, ae, ae_folder, list(config.get("code_names") or code_names(lam.cfg.codes)))
+
+    @property
+    def codes(self) -> int:
+        return self.lam.cfg.codes
+
+    def episode_codes(self, data: Path, progress: bool = False) -> dict[str, np.ndarray]:
+        """{shard file: the code of every step (T,)} for each episode of a dataset."""
+        store = encode_dataset(self.ae, self.ae_folder, data, progress=progress)
+        return {f: infer_codes(self.lam, store, f) for f in EpisodeDataset(data).files}
+
+
+def code_names(codes: int) -> list[str]:
+    return [f"code {i}" for i in range(codes)]
+
+
+def step_windows(store: LatentStore, shard_file: str, k: int) -> np.ndarray:
+    """Frame indices of the window of every step of an episode, (T, K + 1): frames t-K+1 .. t+1
+    for step t, the first frame repeated before the episode began."""
+    steps = np.arange(store.counts[shard_file] - 1)
+    return np.maximum(steps[:, None] + np.arange(-k + 1, 2)[None], 0)
+
+
+@torch.no_grad()
+def infer_codes(lam: torch.nn.Module, store: LatentStore, shard_file: str, batch: int = 512) -> np.ndarray:
+    """The code of every step of one episode, (T,) int64."""
+    device = next(lam.parameters()).device
+    windows = step_windows(store, shard_file, lam.cfg.context)
+    out = []
+    for i in range(0, len(windows), batch):
+        idx = windows[i : i + batch]
+        latents = store.frames(shard_file, idx.reshape(-1)).reshape(*idx.shape, *store.latent_shape)
+        out.append(lam.infer(torch.from_numpy(latents).to(device)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def confusion_matrix(codes: np.ndarray, actions: np.ndarray, num_codes: int, num_actions: int) -> np.ndarray:
+    """(codes, actions) counts of steps given each code while each true action was taken."""
+    out = np.zeros((num_codes, num_actions), np.int64)
+    np.add.at(out, (np.asarray(codes), np.asarray(actions)), 1)
+    return out
+
+
+def best_map(confusion: np.ndarray) -> tuple[np.ndarray, float]:
+    """The best code -> action map (each code to the action it most often stands for; several
+    codes may name one action) and the share of steps it gets right."""
+    mapping = confusion.argmax(axis=1)
+    total = confusion.sum()
+    return mapping, float(confusion.max(axis=1).sum() / total) if total else float("nan")
+
+
+def code_usage(codes: np.ndarray, num_codes: int) -> dict[str, Any]:
+    """Share of steps per code, the codebook's perplexity (exp of the entropy of those shares:
+    `num_codes` when all are used equally, 1 when one code does everything), and the dead codes."""
+    share = np.bincount(np.asarray(codes), minlength=num_codes) / max(len(codes), 1)
+    nonzero = share[share > 0]
+    return {"share": share.tolist(), "perplexity": float(np.exp(-(nonzero * np.log(nonzero)).sum())),
+            "dead": [int(i) for i in np.flatnonzero(share < DEAD_SHARE)]}
+
+
+DEAD_SHARE = 0.001
+"""A code given to fewer than this share of held-out steps is dead."""
+
+
+def map_codes_to_actions(folder: Path, labels: Path, progress: bool = True) -> dict[str, Any]:
+    """Name each code of the latent action model in `folder` after the game action it most
+    often stands for in the labelled dataset `labels` (a few episodes with true actions, as
+    `worldgen collect` records them), and write the names into its export: worlds made on it
+    then show the game's action names, and the arrow keys play them. Returns the map's report."""
+    from models.export import CONFIG
+    from worldgen.atomic import write_atomic
+
+    actions = LatentActions.load(folder)
+    data = EpisodeDataset(labels)
+    if not data.actions_known:
+        raise ValueError(f"--labels {labels}: this dataset has no actions (made from video); record labelled episodes with `worldgen collect`")
+    codes = actions.episode_codes(labels, progress)
+    true = np.concatenate([s.actions for s in data.shards])
+    confusion = confusion_matrix(np.concatenate([codes[f] for f in data.files]), true, actions.codes, len(data.action_meanings))
+    mapping, accuracy = best_map(confusion)
+    names = [data.action_meanings[a] if confusion[c].sum() else f"code {c}" for c, a in enumerate(mapping)]
+    report = {"labels": str(labels), "episodes": len(data), "steps": int(confusion.sum()), "accuracy": accuracy,
+              "action_meanings": data.action_meanings, "confusion": confusion.tolist()}
+    config = json.loads((Path(folder) / CONFIG).read_text())
+    config.update(code_names=names, label_map=report)
+    text = json.dumps(config, indent=1).encode()
+    write_atomic(Path(folder) / CONFIG, lambda f: f.write(text))
+    return {**report, "code_names": names}
+
+
+def action_outcomes(env_id: str, seed: int, actions: np.ndarray, size: int = 64) -> np.ndarray:
+    """(T, A) int: replaying the real game from level `seed`, for each step and each action the
+    class of the next frame that action would have drawn from the same state; actions with the
+    same class drew the same frame. A step shows its action when it has more than one class;
+    the true action and any of its class are all a video could ever tell (mid-air, JUMP draws
+    what NOOP draws; a first step of RIGHT moves the player less than a pixel)."""
+    import copy
+
+    from worldgen.data.sources import make_source_env
+
+    env = make_source_env(env_id, size)
+    env.reset(seed=seed)
+    n = env.action_space.n
+    classes = np.zeros((len(actions), n), np.int64)
+    for t, action in enumerate(actions):
+        frames = [copy.deepcopy(env).step(a)[0] for a in range(n)]
+        for a in range(n):
+            classes[t, a] = next(b for b in range(a + 1) if np.array_equal(frames[a], frames[b]))
+        _, _, terminated, truncated, _ = env.step(int(action))
+        if terminated or truncated:
+            classes = classes[: t + 1]
+            break
+    env.close()
+    return classes
+
+
+def best_map_by_outcome(codes: np.ndarray, actions: np.ndarray, classes: np.ndarray, num_codes: int) -> tuple[np.ndarray, float]:
+    """The best code -> action map when an action counts as right if the game draws with it the
+    same next frame as with the true action (`action_outcomes`), and the share of steps it gets
+    right. With every action drawing its own frame this is `best_map`."""
+    same = classes == classes[np.arange(len(actions)), actions][:, None]  # (T, A): drew what the true action drew
+    score = np.zeros((num_codes, classes.shape[1]))
+    np.add.at(score, np.asarray(codes), same)
+    return score.argmax(axis=1), float(score.max(axis=1).sum() / len(codes)) if len(codes) else float("nan")
+
+
+def judge_on_clips(folder: Path, clips: Path, work: Path, progress: bool = True) -> dict[str, Any]:
+    """How well the codes of the model in `folder` name the true actions of real-game clips
+    (`worldgen record --env` writes each clip's actions beside it). The clips go through the
+    same video path as training data (`work` keeps that dataset); the true actions are read
+    only here, to judge. Scored on the steps that show their action (`action_outcomes`)."""
+    from worldgen.data.storage import Shard
+    from worldgen.data.video import dataset_from_videos, find_videos
+    from worldgen.record import GAME_CLIP_FORMAT
+
+    videos = [v for v in find_videos([clips]) if v.with_suffix(".json").exists()]
+    sidecars = {str(v.resolve()): json.loads(v.with_suffix(".json").read_text()) for v in videos}
+    if not videos or any(s.get("format") != GAME_CLIP_FORMAT for s in sidecars.values()):
+        raise ValueError(f"{clips}: needs real-game clips with their actions beside them (`worldgen record --env ... --clips N`)")
+    data = Path(work) / "data"
+    dataset_from_videos(videos, data, progress=progress)
+    model = LatentActions.load(folder)
+    codes = model.episode_codes(data, progress)
+    meanings = next(iter(sidecars.values()))["action_meanings"]
+    all_codes, all_actions, outcomes = [], [], []
+    for file in EpisodeDataset(data).files:
+        side = sidecars.get(Shard(data / file).meta["source"])
+        if side is None:
+            continue
+        if len(side["actions"]) != len(codes[file]):
+            raise ValueError(f"{file}: {len(codes[file])} steps in the video but {len(side['actions'])} actions beside it; "
+                             "was the clip re-encoded at another frame rate?")
+        actions = np.array(side["actions"])
+        classes = action_outcomes(side["env"], side["seed"], actions)
+        if len(classes) != len(actions):
+            raise ValueError(f"{side['env']} level {side['seed']} ended after {len(classes)} of the clip's {len(actions)} steps; "
+                             "not a clip of this game")
+        all_codes.append(codes[file])
+        all_actions.append(actions)
+        outcomes.append(classes)
+    c, a, k = np.concatenate(all_codes), np.concatenate(all_actions), np.concatenate(outcomes)
+    shown = k.max(axis=1) > 0
+    report: dict[str, Any] = {"clips": len(all_codes), "steps": len(c), "shown_steps": int(shown.sum()), "action_meanings": meanings,
+                              "usage": code_usage(c, model.codes)}
+    mapping, accuracy = best_map_by_outcome(c[shown], a[shown], k[shown], model.codes)
+    report["shown"] = {"confusion": confusion_matrix(c[shown], a[shown], model.codes, len(meanings)).tolist(),
+                       "map": [meanings[m] for m in mapping], "accuracy": accuracy,
+                       "strict_accuracy": best_map(confusion_matrix(c[shown], a[shown], model.codes, len(meanings)))[1]}
+    return report
+
+
+def format_confusion(confusion: list[list[int]], meanings: list[str]) -> str:
+    """Rows: codes; columns: true actions; each row's share of its steps per action, in %."""
+    conf = np.array(confusion)
+    lines = ["| code | steps | " + " | ".join(meanings) + " |", "|---|---|" + "---|" * len(meanings)]
+    for i, row in enumerate(conf):
+        total = row.sum()
+        cells = [f"**{100 * v / total:.0f}**" if total and v == row.max() else (f"{100 * v / total:.0f}" if total else "-") for v in row]
+        lines.append(f"| {i} | {total} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
