@@ -126,3 +126,32 @@ def test_lam_eval_judges_codes_on_real_clips(tiny_world_runs, tiny_dataset, tmp_
     (tmp_path / "clips" / "c-000.json").write_text(json.dumps({"format": "something else"}))
     assert main(["lam-eval", "--lam", str(tmp_path / "lam" / "export"), "--clips", str(tmp_path / "clips"),
                  "--out", str(tmp_path / "judged2")]) == 2
+
+
+def test_a_labelled_copy_trains_the_world_on_codes(tiny_world_runs, tiny_dataset, tmp_path, capsys):
+    from worldgen.data.dataset import EpisodeDataset
+    from worldgen.kit import kit_for
+    from worldgen.lam import LatentActions
+
+    ae = tiny_world_runs / "ae" / "export"
+    assert main(["train", "lam", "--data", str(tiny_dataset), "--out", str(tmp_path / "lam"), "--preset", "tiny", "--steps", "5",
+                 "--codes", "4", "--set", f"ae={ae}", "--set", "run.val_fraction=0.3"]) == 0
+    lam = tmp_path / "lam" / "export"
+    assert main(["data", "label", str(tiny_dataset), "--lam", str(lam), "--out", str(tmp_path / "plain")]) == 0
+    assert main(["data", "label", str(tiny_dataset), "--lam", str(lam), "--out", str(tmp_path / "ruled"),
+                 "--rules", "worldgen/Platformer-v0"]) == 0
+    plain, ruled = EpisodeDataset(tmp_path / "plain"), EpisodeDataset(tmp_path / "ruled")
+    codes = LatentActions.load(lam).episode_codes(tiny_dataset)
+    assert plain.action_meanings == ["code 0", "code 1", "code 2", "code 3"]
+    for file, shard in zip(plain.files, plain.shards):
+        assert np.array_equal(shard.actions, codes[file]) and not shard.rewards.any()
+    rules = kit_for("worldgen/Platformer-v0").events
+    shard = ruled.shards[0]
+    assert np.array_equal(shard.rewards, rules(shard.frames())[0])
+    common = ["--preset", "tiny", "--steps", "2", "--set", f"ae={ae}", "--set", "run.val_fraction=0.3", "--set", "run.image_every=0"]
+    assert main(["train", "teacher", "--data", str(tmp_path / "plain"), "--out", str(tmp_path / "teacher"), *common]) == 0
+    assert json.loads((tmp_path / "teacher" / "export" / "config.json").read_text())["model"]["num_actions"] == 4
+    assert main(["train", "reward", "--data", str(tmp_path / "plain"), "--out", str(tmp_path / "reward"), *common]) == 2
+    assert "has no rewards" in capsys.readouterr().err
+    assert main(["train", "reward", "--data", str(tmp_path / "ruled"), "--out", str(tmp_path / "reward"), *common]) == 0
+    assert main(["data", "label", str(tiny_dataset), "--lam", str(lam), "--out", str(tmp_path / "plain")]) == 2

@@ -125,6 +125,16 @@ def _lam_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_label(args: argparse.Namespace) -> int:
+    import envs  # noqa: F401  (the games' kits, for --rules)
+    from worldgen.lam import label_dataset
+
+    report = label_dataset(args.lam, args.dir, args.out, args.rules)
+    shares = ", ".join(f"{i}: {100 * v:.0f}%" for i, v in enumerate(report["code_share"]))
+    print(f"labelled {report['episodes']} episodes ({report['steps']} steps) into {args.out}; codes used: {shares}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (the games' kits: the rules that label the reward head's judged rollouts)
     from worldgen.train.stages import describe, resolve_config, run_stage
@@ -599,6 +609,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None, help="the dataset's frame rate (default: the lowest of the clips)")
     p.add_argument("--crop", action="store_true", help="centre-crop frames to a square instead of stretching them")
     p.set_defaults(run=_data_from_video)
+    p = data.add_parser("label", help="a copy of a dataset whose actions are a latent action model's codes (`worldgen train lam`)")
+    p.add_argument("dir", type=Path, help="the dataset to label (from video, or any)")
+    p.add_argument("--lam", type=Path, required=True, help="the latent action model's export folder")
+    p.add_argument("--out", type=Path, required=True, help="a new dataset folder for the labelled copy")
+    p.add_argument("--rules", default=None, metavar="ENV_ID",
+                   help="read each step's reward and ending off the frames with this game's rules (its kit), for a reward head")
+    p.set_defaults(run=_data_label)
     return parser
 
 

@@ -219,3 +219,45 @@ def format_confusion(confusion: list[list[int]], meanings: list[str]) -> str:
         cells = [f"**{100 * v / total:.0f}**" if total and v == row.max() else (f"{100 * v / total:.0f}" if total else "-") for v in row]
         lines.append(f"| {i} | {total} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def label_dataset(folder: Path, data: Path, out: Path, rules_of: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """A copy of the dataset `data` whose actions are the codes of the latent action model in
+    `folder`: the world's stages train on it as on any game's recording, with the model's code
+    names as `action_meanings`. Video has no rewards: with `rules_of` (a game whose kit reads
+    its rules from pictures), each step's reward and ending are read off the frames instead.
+    Written into `out` one episode at a time, each atomically, the manifest last."""
+    from tqdm import tqdm
+
+    from worldgen.data.storage import (
+        DatasetError, Episode, Shard, add_to_manifest, dataset_lock, new_manifest, shard_entry, write_manifest, write_shard,
+    )
+    from worldgen.kit import kit_for
+
+    model = LatentActions.load(folder)
+    source = EpisodeDataset(data)
+    rules = kit_for(rules_of).events if rules_of else None
+    if rules_of and rules is None:
+        raise ValueError(f"--rules {rules_of}: that game's kit reads no rules from pictures; leave --rules out (no reward head then)")
+    if Path(out).resolve() == Path(data).resolve():
+        raise ValueError(f"{out} is the dataset being labelled; write the labelled copy elsewhere")
+    codes = model.episode_codes(data, progress)
+    with dataset_lock(out):
+        if (Path(out) / "manifest.json").exists():
+            raise DatasetError(f"{out} already holds a dataset; label into a new folder")
+        manifest = new_manifest(rules_of or source.env_id, model.names, source.frame_shape)
+        manifest.update(actions="latent", lam=str(Path(folder).resolve()), labelled_from=str(Path(data).resolve()),
+                        rewards="rules read from the frames" if rules else "unknown")
+        for file in tqdm(source.files, desc="label", unit="ep", disable=not progress):
+            shard = Shard(Path(data) / file)
+            frames = shard.frames()
+            rewards, ended = rules(frames) if rules else (np.zeros(shard.num_steps, np.float32), np.zeros(shard.num_steps, bool))
+            keep = {k: v for k, v in shard.meta.items() if k not in ("format", "version", "env_id", "num_frames", "frame_shape", "chunk")}
+            episode = Episode(frames, codes[file], np.asarray(rewards, np.float32), np.asarray(ended, bool), shard.truncated,
+                              {**keep, "actions": "latent"})
+            write_shard(Path(out) / file, episode, manifest["env_id"])
+            add_to_manifest(manifest, shard_entry(file, episode))
+            shard.close()
+        write_manifest(out, manifest)
+    return {"episodes": len(source), "steps": int(sum(len(c) for c in codes.values())),
+            "code_share": code_usage(np.concatenate(list(codes.values())), model.codes)["share"]}

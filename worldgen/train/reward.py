@@ -54,6 +54,9 @@ class RewardStage:
     def __init__(self, cfg: RewardTrainConfig, data: Path, ae_folder: Path) -> None:
         self.cfg = cfg
         self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, 0)
+        if self.data.train.episodes.manifest.get("rewards") == "unknown":
+            raise ValueError(f"{data} has no rewards (labelled from video); label it with a game's rules "
+                             "(`worldgen data label --rules ENV_ID`) or make the world without a reward head")
         cfg.model.num_actions = len(self.data.train.episodes.action_meanings)
         cfg.model.latent_channels = self.data.train.latents.latent_shape[0]
         self.head = RewardHead(cfg.model)
