@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pygame
 import pytest
+import torch
 
 from worldgen import viewer as viewer_module
 from worldgen.record import Clip, replay_clip
@@ -20,6 +21,47 @@ def test_keys_map_to_actions_by_name():
     atari = ["NOOP", "FIRE", "RIGHT", "LEFT"]
     assert action_for_keys(atari, {"K_SPACE"}) == 1 and action_for_keys(atari, {"K_a"}) == 3
     assert any("RIGHT_JUMP" in line and "SPACE" in line for line in key_help(MEANINGS))
+
+
+def test_digits_choose_actions_by_number_for_worlds_on_latent_actions():
+    codes = [f"code {i}" for i in range(8)]
+    assert action_for_keys(codes, {"K_3"}) == 2 and action_for_keys(codes, {"K_8", "K_RIGHT"}) == 7
+    assert action_for_keys(codes, {"K_9"}) == 0  # no ninth code: nothing chosen
+    assert action_for_keys(MEANINGS, {"K_2", "K_RIGHT"}) == 1  # a digit wins over the arrows
+    assert [line.split()[-1] for line in key_help(codes)[:8]] == [str(i) for i in range(1, 9)]
+
+
+def test_preview_shows_each_action_from_the_current_frame_and_leaves_the_world_as_it_was(tiny_world):
+    from worldgen.viewer import action_previews, preview_picture
+
+    world = World(tiny_world)
+    frame = world.reset(3, seed=1)[0]
+    world.step([2])
+    before = world.get_state()
+    strips = action_previews(world, steps=3)
+    assert strips.shape == (6, 3, 64, 64, 3)
+    after = world.get_state()
+    assert torch.equal(before.context, after.context) and np.array_equal(before.steps, after.steps)
+    nxt = world.step([4]).frames[0]
+    assert np.array_equal(nxt, strips[4, 0])  # the preview of action 4 is what action 4 then draws
+    picture = preview_picture(world, strips, frame)
+    assert picture.shape[0] > 6 * 64 * 2 and picture.shape[1] > 4 * 64 * 2  # a labelled row per action, now + 3 frames
+
+
+def test_v_opens_the_preview_and_holds_the_world_still(tiny_world, monkeypatch):
+    monkeypatch.setattr(viewer_module, "held_keys", lambda pg: {"K_RIGHT"})
+    shown = []
+    real_draw = Viewer._draw
+
+    def draw(self, *args):
+        shown.append(args[-1] is not None)
+        real_draw(self, *args)
+
+    monkeypatch.setattr(Viewer, "_draw", draw)
+    script = lambda frame: [key(pygame.K_v)] if frame in (3, 6) else []  # noqa: E731
+    stats = Viewer(World(tiny_world), seed=3, fps=30).run(max_frames=9, script=script)
+    assert shown == [False] * 3 + [True] * 3 + [False] * 3
+    assert len(stats.model_ms) == 6  # no step while the preview is open
 
 
 @pytest.fixture

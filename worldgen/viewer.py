@@ -1,9 +1,12 @@
 """`worldgen play`: a generated world in a pygame window, in real time, at the keyboard.
 
-Keys come from the world's action names: arrows or WASD move, Space (or Up/W) jumps or fires.
-F1 lists them; R resets, P pauses, TAB switches 1 and 2 sampling steps, F5 starts and stops
-recording a clip, Backspace rewinds a second, G re-grounds the world from the real game
-(with --compare), M hands control between an agent (with --agent) and the keyboard, Esc quits.
+Keys come from the world's action names: arrows or WASD move, Space (or Up/W) jumps or fires;
+digits 1-9 choose actions by number, which is how a world on latent actions (`code 0`, ...)
+is played. F1 lists them; V previews every action: a strip of what each does from the current
+frame, so a player finds "jump" among unnamed codes in seconds. R resets, P pauses, TAB
+switches 1 and 2 sampling steps, F5 starts and stops recording a clip, Backspace rewinds a
+second, G re-grounds the world from the real game (with --compare), M hands control between
+an agent (with --agent) and the keyboard, Esc quits.
 """
 
 from __future__ import annotations
@@ -31,13 +34,23 @@ _TOKEN_KEYS = {
 }
 
 
+_DIGIT_KEYS = tuple(f"K_{i}" for i in range(1, 10))
+"""Digit key i chooses action i - 1."""
+PREVIEW_STEPS = 6
+"""Frames each action's preview strip shows."""
+
+
 class NoDisplay(RuntimeError):
     """pygame found no screen to open a window on."""
 
 
 def action_for_keys(meanings: list[str], pressed: set[str]) -> int:
-    """The action whose name's parts (LEFT, JUMP, ...) are exactly the held keys' parts, else the
-    one covering most of them; NOOP (or action 0) when nothing matches."""
+    """A held digit's action (1: the first), else the action whose name's parts (LEFT, JUMP, ...)
+    are exactly the held keys' parts, else the one covering most of them; NOOP (or action 0)
+    when nothing matches."""
+    digits = [i for i, key in enumerate(_DIGIT_KEYS) if key in pressed and i < len(meanings)]
+    if digits:
+        return digits[0]
     held = {token for token, keys in _TOKEN_KEYS.items() if pressed & set(keys)}
     best, best_score = 0, 0
     for i, name in enumerate(meanings):
@@ -52,16 +65,44 @@ def action_for_keys(meanings: list[str], pressed: set[str]) -> int:
 def held_keys(pygame: Any) -> set[str]:
     """Names (K_LEFT, K_a, ...) of the mapped keys held down now."""
     keys = pygame.key.get_pressed()
-    return {name for name in {k for names in _TOKEN_KEYS.values() for k in names} if keys[getattr(pygame, name)]}
+    names = {k for keys_of in _TOKEN_KEYS.values() for k in keys_of} | set(_DIGIT_KEYS)
+    return {name for name in names if keys[getattr(pygame, name)]}
 
 
 def key_help(meanings: list[str]) -> list[str]:
     """One line per action: its name and the keys that choose it."""
     lines = []
-    for name in meanings:
+    for i, name in enumerate(meanings):
         keys = [" + ".join("/".join(k[2:].upper() for k in _TOKEN_KEYS[t]) for t in name.split("_") if t in _TOKEN_KEYS)]
-        lines.append(f"{name:<12} {keys[0] if keys[0] else '(no key)'}")
-    return lines + ["", "R reset  P pause  TAB 1/2 steps  F5 record", "Backspace rewind  G re-ground  M agent/you  Esc quit"]
+        keys += [str(i + 1)] if i < len(_DIGIT_KEYS) else []
+        lines.append(f"{name:<12} {', '.join(k for k in keys if k) or '(no key)'}")
+    return lines + ["", "V preview every action  R reset  P pause", "TAB 1/2 steps  F5 record  Backspace rewind",
+                    "G re-ground  M agent/you  Esc quit"]
+
+
+def action_previews(world: World, steps: int = PREVIEW_STEPS) -> np.ndarray:
+    """What each action does from the world's current state: (A, steps, H, W, 3), action a held
+    for `steps` frames. The world is put back as it was; its first world is previewed."""
+    snapshot = world.get_state()
+    if world.batch_size != 1:
+        raise ValueError(f"previews branch a single world; this one steps {world.batch_size}")
+    strips = []
+    try:
+        for a in range(len(world.action_meanings)):
+            world.set_state(snapshot)
+            strips.append(np.stack([world.step([a]).frames[0] for _ in range(steps)]))
+    finally:
+        world.set_state(snapshot)
+    return np.stack(strips)
+
+
+def preview_picture(world: World, strips: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The preview as one labelled picture: a row per action (its digit key and name), the
+    current frame first, then the frames it leads to."""
+    from worldgen.frames import labelled_grid
+
+    rows = [(f"{i + 1}: {name}", np.concatenate([frame, *strip], axis=1)) for i, (name, strip) in enumerate(zip(world.action_meanings, strips))]
+    return labelled_grid(rows, ["now", *[f"+{t + 1}" for t in range(strips.shape[1])]], scale=2)
 
 
 @dataclass
@@ -143,7 +184,7 @@ class Viewer:
         log: list[tuple[int, int]] = []  # (action, sampling steps) since the reset, for clips
 
         frame, real = reset()
-        paused, show_help, recording = False, False, None
+        paused, show_help, recording, preview = False, False, None, None
         agent_drives = self.agent is not None
         total_reward, steps, drift = 0.0, 0, float("nan")
         start = time.perf_counter()
@@ -169,6 +210,8 @@ class Viewer:
                         agent_drives = not agent_drives
                     elif event.key == pygame.K_F1:
                         show_help = not show_help
+                    elif event.key == pygame.K_v:
+                        preview = None if preview is not None else preview_picture(self.world, action_previews(self.world), frame)
                     elif event.key == pygame.K_F5:
                         recording = self._toggle_recording(recording, log, stats, frame)
                     elif event.key == pygame.K_BACKSPACE and history:
@@ -186,7 +229,7 @@ class Viewer:
                         log.clear()
             if not running:
                 break
-            if not paused:
+            if not paused and preview is None:  # the preview holds the world still until V closes it
                 action = self.agent(frame) if agent_drives else action_for_keys(meanings, held_keys(pygame))
                 stats.agent_frames += agent_drives
                 history.append((self.world.get_state(), frame))
@@ -206,7 +249,7 @@ class Viewer:
                     real_actions.append(action)
                     drift = float(psnr(frame, real))
             self._draw(pygame, screen, font, frame, real, show_help, recording is not None, stats, steps, total_reward, drift, clock,
-                       real_done, agent_drives)
+                       real_done, agent_drives, preview)
             pygame.display.flip()
             clock.tick(self.fps)  # real time: never faster than the target
             stats.frames += 1
@@ -242,7 +285,7 @@ class Viewer:
         return None
 
     def _draw(self, pygame, screen, font, frame, real, show_help, recording, stats, steps, reward, drift, clock, real_done,
-              agent_drives) -> None:
+              agent_drives, preview=None) -> None:
         size = self.world.spec.frame_size * self.scale
         screen.fill((20, 20, 28))
         for i, image in enumerate([frame] + ([real] if real is not None else [])):
@@ -261,7 +304,11 @@ class Viewer:
             hud.append("control: AGENT (M: take over)" if agent_drives else "control: YOU (M: hand to the agent)")
         for i, line in enumerate(hud):
             screen.blit(font.render(line, True, (230, 230, 230)), (8, size + 8 + 24 * i))
-        if show_help:
+        if preview is not None:
+            fit = min(screen.get_width() / preview.shape[1], screen.get_height() / preview.shape[0])
+            surface = pygame.surfarray.make_surface(np.ascontiguousarray(preview.swapaxes(0, 1)))
+            screen.blit(pygame.transform.smoothscale(surface, (int(preview.shape[1] * fit), int(preview.shape[0] * fit))), (0, 0))
+        elif show_help:
             for i, line in enumerate(key_help(self.world.action_meanings)):
                 screen.blit(font.render(line, True, (255, 255, 120), (0, 0, 0)), (8, 8 + 20 * i))
 
