@@ -360,12 +360,14 @@ def _agent_train(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401  (registers worldgen/World-v0 and the real games)
     from worldgen.agent import real_vec_env, train_agent, world_vec_env
-    from worldgen.world import World
+    from worldgen.data.sources import make_source_env
+    from worldgen.world import World, read_spec, resolve_world
 
     torch.set_num_threads(args.threads)
     _outputs_free([args.out], [], args.force)
     if args.real_env:
-        vec_env = real_vec_env(lambda: gym.make(args.real_env, max_episode_steps=args.max_episode_steps), args.num_envs)
+        size = read_spec(resolve_world(args.world)).frame_size  # the frames an agent of this world sees
+        vec_env = real_vec_env(lambda: gym.wrappers.TimeLimit(make_source_env(args.real_env, size), args.max_episode_steps), args.num_envs)
         where = args.real_env
     else:
         World(args.world, trusted_modules=args.trust_module)  # a bad world fails here, before any env
@@ -383,17 +385,19 @@ def _agent_eval(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401
     from worldgen.agent import Score, baselines, episode_returns, format_scores, load_agent
+    from worldgen.data.sources import make_source_env
     from worldgen.kit import kit_for
     from worldgen.reference import held_out_seeds
     from worldgen.world import read_spec, resolve_world
 
     agents = {Path(path).stem: load_agent(Path(path), args.trust_agent) for path in args.agent}  # refused before any play
-    make = lambda: gym.make(args.env)  # noqa: E731
+    spec = read_spec(resolve_world(args.world))
+    make = lambda: make_source_env(args.env, spec.frame_size)  # noqa: E731  (the frames the world draws, as agents saw them)
     probe = make()
     meanings = list(probe.unwrapped.get_action_meanings()) if hasattr(probe.unwrapped, "get_action_meanings") else None
     num_actions = int(probe.action_space.n)
     probe.close()
-    seeds = held_out_seeds(args.episodes, set(read_spec(resolve_world(args.world)).training_seeds), start=args.first_seed)
+    seeds = held_out_seeds(args.episodes, set(spec.training_seeds), start=args.first_seed)
     scores = [] if args.no_baselines else baselines(make, num_actions, seeds, progress=True)
     make_world = lambda: gym.make("worldgen/World-v0", world=str(args.world), max_episode_steps=args.world_steps)  # noqa: E731
     rules = kit_for(args.env).events
