@@ -57,12 +57,13 @@ def find_videos(paths: list[Path]) -> list[Path]:
     return found
 
 
-def read_clip(path: Path) -> Clip:
+def read_clip(path: Path, probe: bool = False) -> Clip:
     """Decode a whole clip: gifs with Pillow (their frames may each last a different time, so
-    they are put on a regular clock at the shortest frame's rate), the rest with imageio-ffmpeg."""
+    they are put on a regular clock at the shortest frame's rate), the rest with imageio-ffmpeg.
+    `probe`: for videos, only the frame rate and the first two frames (a check that is cheap)."""
     path = Path(path)
     try:
-        clip = _read_gif(path) if path.suffix.lower() == ".gif" else _read_ffmpeg(path)
+        clip = _read_gif(path) if path.suffix.lower() == ".gif" else _read_ffmpeg(path, 2 if probe else None)
     except VideoError:
         raise
     except Exception as e:  # decoders raise many kinds: OSError, RuntimeError, PIL's own
@@ -72,13 +73,18 @@ def read_clip(path: Path) -> Clip:
     return clip
 
 
-def _read_ffmpeg(path: Path) -> Clip:
+def _read_ffmpeg(path: Path, most: int | None = None) -> Clip:
+    import itertools
+
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    w, h = meta["size"]
-    frames = [np.frombuffer(f, dtype=np.uint8).reshape(h, w, 3) for f in reader]
+    try:
+        meta = next(reader)
+        w, h = meta["size"]
+        frames = [np.frombuffer(f, dtype=np.uint8).reshape(h, w, 3) for f in itertools.islice(reader, most)]
+    finally:
+        reader.close()
     if not meta.get("fps"):
         raise VideoError(f"{path}: the video does not say its frame rate")
     return Clip(path, np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8), float(meta["fps"]))
@@ -135,7 +141,7 @@ def dataset_from_videos(paths: list[Path], out: Path, size: int = 64, fps: float
         manifest = _open_video_dataset(out, size)
         known = {s.get("source") for s in manifest["shards"]}
         todo = [v for v in videos if str(v.resolve()) not in known]
-        clips = [read_clip(v) for v in tqdm(todo, desc="read clips", disable=not progress)]  # every file checked before any is written
+        clips = [read_clip(v, probe=True) for v in todo]  # every file checked before any is written
         target = fps or manifest.get("fps") or min((c.fps for c in clips), default=None)
         if manifest.get("fps") and target != manifest["fps"]:
             raise DatasetError(f"{out} holds clips at {manifest['fps']:g} fps; cannot add them at {target:g} fps: use another folder")
@@ -144,7 +150,8 @@ def dataset_from_videos(paths: list[Path], out: Path, size: int = 64, fps: float
             raise VideoError(f"clips slower than {target:g} fps would need invented frames: {', '.join(slow[:3])}; pass --fps {min(c.fps for c in clips):g} or lower")
         manifest["fps"] = target
         frames = 0
-        for clip in clips:
+        for path in tqdm(todo, desc="clips", unit="clip", disable=not progress):
+            clip = read_clip(path)  # one at a time: a folder of clips can be far larger than memory
             picture = resize_frames(resample(clip.frames, clip.fps, target), size, crop)
             t = len(picture) - 1
             episode = Episode(
