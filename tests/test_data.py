@@ -116,6 +116,21 @@ def test_atari_records_with_the_atari_extra(tmp_path):
     assert frames.shape[1:] == (64, 64, 3) and frames.std() > 5
 
 
+def test_a_world_names_its_atari_game_so_a_fresh_process_can_make_it():
+    pytest.importorskip("ale_py")
+    import subprocess
+    import sys
+
+    from worldgen.data.sources import qualified_env_id
+
+    assert qualified_env_id("ALE/Boxing-v5") == "ale_py:ALE/Boxing-v5"
+    assert qualified_env_id("worldgen/Platformer-v0") == "envs:worldgen/Platformer-v0" and qualified_env_id("CartPole-v1") == "CartPole-v1"
+    code = ("from worldgen.data.sources import trusted_env_id, make_source_env; "
+            "env = make_source_env(trusted_env_id('ale_py:ALE/Boxing-v5')); print(env.reset(seed=0)[0].shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "(64, 64, 3)" in out.stdout, out.stderr  # nothing registered ALE ids beforehand
+
+
 class _NoRGB(gym.Env):
     metadata = {"render_modes": ["ansi"]}
 

@@ -279,15 +279,14 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
+    from worldgen.data.sources import qualified_env_id
     from worldgen.data.storage import read_manifest
     from worldgen.world import pack_world, spec_for
 
     runs = args.runs
     dynamics = runs / args.dynamics / "export"
     manifest = read_manifest(args.data)
-    source = args.source_env or manifest["env_id"]
-    if source.startswith("worldgen/"):  # built-in games register when `envs` is imported
-        source = f"envs:{source}"
+    source = qualified_env_id(args.source_env or manifest["env_id"])
     spec = spec_for(dynamics, manifest, source, args.name or runs.name)
     card = args.card.read_text() if args.card else None
     teacher = runs / args.teacher / "export" if args.teacher else None

@@ -228,12 +228,11 @@ def _train(spec: StageSpec, plan: Plan, data: Path, runs: Path) -> None:
 
 
 def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
+    from worldgen.data.sources import qualified_env_id
     from worldgen.data.storage import read_manifest
     from worldgen.world import pack_world, spec_for
 
-    manifest = read_manifest(data)
-    source = f"envs:{plan.env_id}" if plan.env_id.startswith("worldgen/") else plan.env_id
-    spec = spec_for(runs / "scd_own" / "export", manifest, source, plan.out.name)
+    spec = spec_for(runs / "scd_own" / "export", read_manifest(data), qualified_env_id(plan.env_id), plan.out.name)
     pack_world(world, spec, runs / "ae" / "export", runs / "scd_own" / "export", runs / "reward" / "export",
                teacher=runs / "teacher_own" / "export")
 

@@ -91,6 +91,17 @@ TRUSTED_ENV_MODULES = ("envs", "ale_py")
 and the Atari emulator."""
 
 
+def qualified_env_id(env_id: str) -> str:
+    """`env_id` as a world's `source_env` names it: with the module that registers it, where that
+    is one of TRUSTED_ENV_MODULES (`envs:worldgen/Platformer-v0`, `ale_py:ALE/Boxing-v5`), so a
+    world can make its game in a process that imported neither."""
+    if env_id.startswith("worldgen/"):
+        return f"envs:{env_id}"
+    if env_id.startswith("ALE/"):
+        return f"ale_py:{env_id}"
+    return env_id
+
+
 def trusted_env_id(source_env: str, trusted_modules: Sequence[str] = ()) -> str:
     """The registered Gymnasium id in a world's `source_env` (`module:id` or `id`).
 
