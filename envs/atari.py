@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worldgen.kit import ContentKit, Detector, GameKit, colour_content, register_kit
+from worldgen.kit import ContentKit, Detector, GameKit, colour_content, nearest_colours, register_kit
 
 MAX_COLOUR_DISTANCE = 60.0
 """A pixel further than this (RGB) from every palette colour is a blend and belongs to no sprite."""
@@ -58,9 +58,8 @@ def sprite_detector(game: AtariGame) -> Detector:
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"the sprite detector expects an (H, W, 3) RGB frame, got shape {frame.shape}")
         scale = frame.shape[0] / 64
-        crop = frame[round(top * scale) : round(bottom * scale), round(left * scale) : round(right * scale)].astype(np.float32)
-        d2 = ((crop[..., None, :] - colours) ** 2).sum(-1)
-        labels = np.where(d2.min(-1) <= MAX_COLOUR_DISTANCE**2, d2.argmin(-1), -1)
+        crop = frame[round(top * scale) : round(bottom * scale), round(left * scale) : round(right * scale)]
+        labels = nearest_colours(crop, colours, MAX_COLOUR_DISTANCE)
         found = {}
         for kind, colour in game.sprites.items():
             ys, xs = np.nonzero(labels == names.index(colour))

@@ -112,7 +112,9 @@ class LatentActionModel(nn.Module):
         """window (B, K + 1, C, h, w) -> the code of the step from frame K to frame K + 1 (B,)."""
         return self.quantise(self.encode(window))[0]
 
-    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """window (B, K + 1, C, h, w) -> (prediction of the last latent, codes, VQ loss)."""
-        codes, q, vq_loss = self.quantise(self.encode(window))
-        return self.decode(window[:, :-1], q), codes, vq_loss
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """window (B, K + 1, C, h, w) -> (prediction of the last latent, codes, VQ loss, the
+        encoder's vectors before quantisation, for restarting dead codes)."""
+        z = self.encode(window)
+        codes, q, vq_loss = self.quantise(z)
+        return self.decode(window[:, :-1], q), codes, vq_loss, z

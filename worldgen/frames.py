@@ -12,28 +12,6 @@ def to_model(frames: torch.Tensor | np.ndarray, device: torch.device | str | Non
     return x.movedim(-1, -3).float() / 127.5 - 1.0
 
 
-def resize_frames(frames: np.ndarray, size: int, crop: bool = False) -> np.ndarray:
-    """(..., H, W, 3) uint8 -> (..., size, size, 3): bilinear (antialiased when shrinking), as
-    the source games' frames are made, or the mean of each block where the size divides evenly
-    (a clip enlarged with whole pixels comes back exactly). `crop`: centre-crop to a square
-    first instead of stretching."""
-    from PIL import Image
-
-    frames = np.asarray(frames)
-    h, w = frames.shape[-3:-1]
-    if crop and h != w:
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        frames = frames[..., top : top + side, left : left + side, :]
-    if frames.shape[-3:-1] == (size, size):
-        return frames.astype(np.uint8, copy=False)
-    flat = frames.reshape(-1, *frames.shape[-3:]).astype(np.uint8, copy=False)
-    h, w = flat.shape[1:3]
-    blocks = h % size == 0 and w % size == 0
-    out = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BOX if blocks else Image.BILINEAR)) for f in flat])
-    return out.reshape(*frames.shape[:-3], size, size, 3)
-
-
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) float in [-1, 1] -> (..., H, W, 3) uint8 on the CPU."""
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).cpu()

@@ -53,6 +53,19 @@ class GameKit:
 _KITS: dict[str, GameKit] = {}
 
 
+def nearest_colours(frames: np.ndarray, colours: np.ndarray, max_distance: float) -> np.ndarray:
+    """Index into `colours` (n, 3) of each pixel's nearest colour, -1 where a pixel is further
+    than `max_distance` (RGB) from all of them: how a game's detector tells its sprites from the
+    blends at blurred edges. frames (..., 3) -> (...) int64."""
+    pixels = np.asarray(frames).reshape(-1, 3).astype(np.float32)
+    colours = np.asarray(colours, dtype=np.float32)
+    # Squared distances as |p|^2 - 2 p.c + |c|^2: one matrix product, not an (N, n, 3) array.
+    d2 = (pixels**2).sum(axis=1, keepdims=True) - 2 * pixels @ colours.T + (colours**2).sum(axis=1)[None]  # (N, n)
+    nearest = d2.argmin(axis=1)
+    nearest[d2[np.arange(len(d2)), nearest] > max_distance**2] = -1
+    return nearest.reshape(np.shape(frames)[:-1])
+
+
 def colour_content(palette: dict[str, tuple[int, int, int]], tolerance: int = 8) -> ContentKit:
     """Content measures for a game whose kit gives none: each palette colour's share of the
     pixels, per frame (a colour histogram), so that the long-play section still shows what

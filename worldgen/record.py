@@ -140,18 +140,17 @@ def record_game_clip(env_id: str, seed: int, frames: int, policy: str = "kit", s
     ends the clip) with `policy` (`kit`: the game kit's player where it has one, else held
     random actions; or what `make_policy` takes). Returns the frames (T + 1, size, size, 3) and
     the sidecar: every action and reward, to judge what is learnt from the video alone."""
-    from worldgen.data.policies import RandomRepeatPolicy
     from worldgen.data.sources import action_meanings, make_source_env
     from worldgen.kit import kit_for
 
     env = make_source_env(env_id, size)
     meanings = action_meanings(env)
     scripted = kit_for(env_id).policy
-    if policy in ("kit", "random"):
-        player = scripted(seed) if policy == "kit" and scripted else RandomRepeatPolicy(len(meanings), seed=seed)
+    if policy == "kit" and scripted:
+        player = scripted(seed)
         act = lambda obs, info, t: int(player.act(obs[None], [info], np.array([t == 0]))[0])  # noqa: E731
     else:
-        chosen = make_policy(policy, len(meanings), seed, trust_agent)
+        chosen = make_policy("random" if policy == "kit" else policy, len(meanings), seed, trust_agent)
         act = lambda obs, info, t: chosen(obs, t)  # noqa: E731
     obs, info = env.reset(seed=seed)
     out, actions, rewards = [obs], [], []

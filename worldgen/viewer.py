@@ -83,9 +83,9 @@ def key_help(meanings: list[str]) -> list[str]:
 def action_previews(world: World, steps: int = PREVIEW_STEPS) -> np.ndarray:
     """What each action does from the world's current state: (A, steps, H, W, 3), action a held
     for `steps` frames. The world is put back as it was; its first world is previewed."""
-    snapshot = world.get_state()
     if world.batch_size != 1:
         raise ValueError(f"previews branch a single world; this one steps {world.batch_size}")
+    snapshot = world.get_state()
     strips = []
     try:
         for a in range(len(world.action_meanings)):
@@ -211,7 +211,8 @@ class Viewer:
                     elif event.key == pygame.K_F1:
                         show_help = not show_help
                     elif event.key == pygame.K_v:
-                        preview = None if preview is not None else preview_picture(self.world, action_previews(self.world), frame)
+                        preview = None if preview is not None else self._fit(pygame, screen, preview_picture(
+                            self.world, action_previews(self.world), frame))
                     elif event.key == pygame.K_F5:
                         recording = self._toggle_recording(recording, log, stats, frame)
                     elif event.key == pygame.K_BACKSPACE and history:
@@ -284,6 +285,13 @@ class Viewer:
         stats.clips.append(path)
         return None
 
+    @staticmethod
+    def _fit(pygame: Any, screen: Any, picture: np.ndarray) -> Any:
+        """A picture as a surface scaled to fit the window, made once, not every frame."""
+        fit = min(screen.get_width() / picture.shape[1], screen.get_height() / picture.shape[0])
+        surface = pygame.surfarray.make_surface(np.ascontiguousarray(picture.swapaxes(0, 1)))
+        return pygame.transform.smoothscale(surface, (int(picture.shape[1] * fit), int(picture.shape[0] * fit)))
+
     def _draw(self, pygame, screen, font, frame, real, show_help, recording, stats, steps, reward, drift, clock, real_done,
               agent_drives, preview=None) -> None:
         size = self.world.spec.frame_size * self.scale
@@ -305,9 +313,7 @@ class Viewer:
         for i, line in enumerate(hud):
             screen.blit(font.render(line, True, (230, 230, 230)), (8, size + 8 + 24 * i))
         if preview is not None:
-            fit = min(screen.get_width() / preview.shape[1], screen.get_height() / preview.shape[0])
-            surface = pygame.surfarray.make_surface(np.ascontiguousarray(preview.swapaxes(0, 1)))
-            screen.blit(pygame.transform.smoothscale(surface, (int(preview.shape[1] * fit), int(preview.shape[0] * fit))), (0, 0))
+            screen.blit(preview, (0, 0))
         elif show_help:
             for i, line in enumerate(key_help(self.world.action_meanings)):
                 screen.blit(font.render(line, True, (255, 255, 120), (0, 0, 0)), (8, 8 + 20 * i))

@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from envs.platformer import palette as P
+from worldgen.kit import nearest_colours
 
 MAX_COLOUR_DISTANCE = 60.0
 """A pixel further than this (RGB, 0-255) from every scene colour belongs to no sprite:
@@ -18,13 +19,7 @@ _MIN_AREA = {"player": 6.0, "coins": 2.5, "enemies": 5.0, "flag": 4.0}
 def colour_labels(frames: np.ndarray) -> np.ndarray:
     """Index into `palette.SCENE_COLOURS` of each pixel's nearest game colour, -1 where a pixel
     is far from all of them. frames (..., H, W, 3) -> (..., H, W) int64."""
-    pixels = np.asarray(frames).reshape(-1, 3).astype(np.float32)
-    colours = P.SCENE_COLOURS
-    # Squared distances as |p|^2 - 2 p.c + |c|^2: one matrix product, not an (N, n, 3) array.
-    d2 = (pixels**2).sum(axis=1, keepdims=True) - 2 * pixels @ colours.T + (colours**2).sum(axis=1)[None]  # (N, n)
-    nearest = d2.argmin(axis=1)
-    nearest[d2[np.arange(len(d2)), nearest] > MAX_COLOUR_DISTANCE**2] = -1
-    return nearest.reshape(np.shape(frames)[:-1])
+    return nearest_colours(frames, P.SCENE_COLOURS, MAX_COLOUR_DISTANCE)
 
 
 def detect_objects(frame: np.ndarray) -> dict[str, np.ndarray]:

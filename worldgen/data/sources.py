@@ -9,8 +9,27 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from PIL import Image
 
-from worldgen.frames import resize_frames
+
+def resize_frames(frames: np.ndarray, size: int, crop: bool = False) -> np.ndarray:
+    """(..., H, W, 3) uint8 -> (..., size, size, 3): bilinear (antialiased when shrinking), as
+    the source games' frames are made, or the mean of each block where the size divides evenly
+    (a clip enlarged with whole pixels comes back exactly). `crop`: centre-crop to a square
+    first instead of stretching."""
+    frames = np.asarray(frames)
+    h, w = frames.shape[-3:-1]
+    if crop and h != w:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        frames = frames[..., top : top + side, left : left + side, :]
+    if frames.shape[-3:-1] == (size, size):
+        return frames.astype(np.uint8, copy=False)
+    flat = frames.reshape(-1, *frames.shape[-3:]).astype(np.uint8, copy=False)
+    h, w = flat.shape[1:3]
+    blocks = h % size == 0 and w % size == 0
+    out = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BOX if blocks else Image.BILINEAR)) for f in flat])
+    return out.reshape(*frames.shape[:-3], size, size, 3)
 
 
 class SourceEnvError(ValueError):

@@ -85,13 +85,11 @@ class LAMStage:
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
         window = batch["window"]
-        lam = unwrap(train["lam"])
-        z = lam.encode(window)
-        codes, q, vq_loss = lam.quantise(z)
-        with ctx.autocast():
-            pred = lam.decode(window[:, :-1], q)
+        with ctx.autocast():  # through the (DDP-wrapped) module, so gradients are averaged over ranks
+            pred, codes, vq_loss, z = train["lam"](window)
         rec = F.mse_loss(pred.float(), window[:, -1])
-        self._track(lam, z.detach(), codes.detach(), ctx)
+        lam = unwrap(train["lam"])
+        self._track(lam, z.detach().float(), codes.detach(), ctx)
         return rec + vq_loss, {"reconstruction_mse": rec.item(), "vq": vq_loss.item(),
                                "perplexity": float(torch.exp(-(lam.usage * lam.usage.clamp_min(1e-12).log()).sum()))}
 
