@@ -157,6 +157,22 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path):
     assert losses == [m["loss"] for m in metrics(tmp_path / "straight") if "loss" in m]
 
 
+def test_time_budget_stops_with_a_checkpoint_and_resume_goes_on(tiny_dataset, tmp_path, monkeypatch):
+    from worldgen.train import loop
+
+    clock = iter(range(0, 10_000, 25))  # each reading of the clock is 25 s later
+    monkeypatch.setattr(loop.time, "monotonic", lambda: float(next(clock)))
+    cfg = resolve_config("ae", "tiny", None, ["run.steps=50", "run.ckpt_every=100", "run.image_every=0", "run.minutes=1",
+                                              "run.val_fraction=0.3", "val_frames=16"])
+    run_stage("ae", cfg, tiny_dataset, tmp_path / "r", False)
+    assert [p.name for p in list_states(tmp_path / "r")] == ["step-00000003"]  # deadline 60 s, read at 25, 50, 75 s
+    assert (tmp_path / "r" / "export" / "config.json").exists()
+    monkeypatch.setattr(loop.time, "monotonic", lambda: 0.0)
+    cfg.run.steps = 4
+    run_stage("ae", cfg, tiny_dataset, tmp_path / "r", True)
+    assert list_states(tmp_path / "r")[-1].name == "step-00000004"
+
+
 def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="has no checkpoint to resume"):
         _ae_run(tiny_dataset, tmp_path / "r", 3, resume=True)

@@ -51,6 +51,9 @@ class RunConfig:
     """bf16 autocast for forward passes on CUDA (ignored on CPU)."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
+    minutes: float = 0.0
+    """Stop after this much training time (checkpoint, export and validation as at the last
+    step; 0: no limit). For a budget (a lent GPU, a night): `--resume` later goes on to `steps`."""
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "override") -> Any:

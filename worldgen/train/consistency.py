@@ -16,7 +16,7 @@ from worldgen import scm
 from worldgen.rollout import Sampler, bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig
 from worldgen.train.latent_data import LatentData
-from worldgen.train.loop import Context, unwrap
+from worldgen.train.loop import Context, run_device, unwrap
 from worldgen.train.own_rollout import OwnRollouts
 from worldgen.train.teacher import DynamicsTrainConfig, save_dynamics
 
@@ -63,7 +63,8 @@ class ConsistencyStage:
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
         k = self.net.cfg.context
-        self.data = LatentData(data, ae_folder, k, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames)
+        self.data = LatentData(data, ae_folder, k, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames,
+                               device=run_device(cfg.run))
         self.own = OwnRollouts(cfg.own, k, "consistency")
         dims = math.prod(self.data.train.latents.latent_shape)
         self.weight = scm.AdaptiveWeight(init=-math.log(dims) if cfg.tangent_norm == "l2" else 0.0)

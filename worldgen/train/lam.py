@@ -28,7 +28,7 @@ from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
 from worldgen.lam import code_usage
 from worldgen.train.config import OptimConfig, RunConfig, preset
-from worldgen.train.loop import Context, unwrap
+from worldgen.train.loop import Context, run_device, unwrap
 
 
 @dataclass
@@ -57,7 +57,7 @@ class LAMStage:
     def __init__(self, cfg: LAMTrainConfig, data: Path, ae_folder: Path) -> None:
         self.cfg = cfg
         self.ae_folder = Path(ae_folder).resolve()
-        ae = load_export(ae_folder, "autoencoder")[0]
+        ae = load_export(ae_folder, "autoencoder")[0].to(run_device(cfg.run))
         store = encode_dataset(ae, ae_folder, data)
         k = cfg.model.context
         # Windows of K past frames and the next; WindowDataset's actions are never taken out of them.

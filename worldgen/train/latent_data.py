@@ -22,20 +22,22 @@ class LatentData:
     made them, and the real frames of the validation windows to measure against.
 
     `lead`: training windows carry that many frames (and actions) before the usual K, for
-    stages that first roll the world out from the earliest of them (`OwnRollouts`)."""
+    stages that first roll the world out from the earliest of them (`OwnRollouts`). A missing
+    latent cache is encoded on `device` (the run's: a GPU encodes a dataset in seconds)."""
 
-    def __init__(self, data: Path, ae_folder: Path, context: int, val_fraction: float, val_windows: int, lead: int = 0) -> None:
+    def __init__(self, data: Path, ae_folder: Path, context: int, val_fraction: float, val_windows: int, lead: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         if not EpisodeDataset(data).actions_known:
             raise ValueError(f"{data} has no actions (made from video): learn them first with `worldgen train lam --data {data}`, "
                              "then train on the labelled copy `worldgen data label` writes")
-        self.ae = load_export(ae_folder, "autoencoder")[0]
+        self.ae = load_export(ae_folder, "autoencoder")[0].to(device)
         store = encode_dataset(self.ae, ae_folder, data)
         self.train = WindowDataset(data, context + lead, "train", val_fraction, latents=store)
         self.val = WindowDataset(data, context, "val", val_fraction, latents=store)
         self.val_frames = WindowDataset(data, context, "val", val_fraction)
         g = torch.Generator().manual_seed(0)
         self.val_index = torch.randint(len(self.val), (min(val_windows, len(self.val)),), generator=g)
-        self.device = torch.device("cpu")
+        self.device = torch.device(device)
 
     def to(self, device: torch.device) -> None:
         self.device = device

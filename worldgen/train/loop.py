@@ -80,18 +80,22 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+def run_device(run: RunConfig) -> torch.device:
+    """The device this process trains on: its local rank's GPU when CUDA is used, else the CPU."""
+    if run.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("run.device is cuda but no CUDA device is available")
+    use_cuda = run.device == "cuda" or (run.device == "auto" and torch.cuda.is_available())
+    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if use_cuda else "cpu")
+
+
 def _setup_distributed(run: RunConfig) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = run.device == "cuda" or (run.device == "auto" and torch.cuda.is_available())
-    if run.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device is cuda but no CUDA device is available")
-    device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
-    if use_cuda:
+    device = run_device(run)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
 
 
@@ -142,6 +146,7 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
     bar = tqdm(total=run.steps, initial=start, disable=rank != 0, desc=f"train {stage.name}", dynamic_ncols=True)
     last_good = states[-1] if states else None
     t_last, n_last = time.perf_counter(), start
+    deadline = time.monotonic() + 60 * run.minutes if run.minutes > 0 else math.inf
     try:
         for step in range(start, run.steps):
             ctx.step = step
@@ -179,7 +184,7 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
                             writer.add_scalar(f"{stage.name}/{k}", v, step + 1)
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
-            done = step + 1 == run.steps
+            done = step + 1 == run.steps or _past(deadline, world, device)
             if (run.image_every and (step + 1) % run.image_every == 0) or done:
                 scalars = _evaluate(stage, modules, ema, ctx, writer)
                 if writer is not None and scalars:
@@ -191,6 +196,8 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
                 in_sync = _ranks_in_sync(modules, world)
                 if rank == 0:
                     last_good = _checkpoint(stage, modules, ema, opt, out, step + 1, run, world, in_sync)
+            if done:
+                break
     finally:
         bar.close()
         if writer is not None:
@@ -202,6 +209,16 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
     if world > 1:
         dist.barrier()
     return out / "export"
+
+
+def _past(deadline: float, world: int, device: torch.device) -> bool:
+    """Whether the time budget is spent; every rank follows rank 0's clock, so all stop at one step."""
+    if deadline == math.inf:
+        return False
+    late = torch.tensor(float(time.monotonic() >= deadline), device=device)
+    if world > 1:
+        dist.broadcast(late, 0)
+    return bool(late.item())
 
 
 def _resume(states: list[Path], modules: dict[str, nn.Module], ema: dict[str, EMA], opt: torch.optim.Optimizer,

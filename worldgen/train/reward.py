@@ -22,7 +22,7 @@ from worldgen.scm import SIGMA_D
 from worldgen.train.config import OptimConfig, RunConfig, preset
 from worldgen.train.judged_rollouts import JudgedPool, JudgedRolloutConfig
 from worldgen.train.latent_data import LatentData
-from worldgen.train.loop import Context
+from worldgen.train.loop import Context, run_device
 
 
 @dataclass
@@ -53,7 +53,7 @@ class RewardStage:
 
     def __init__(self, cfg: RewardTrainConfig, data: Path, ae_folder: Path) -> None:
         self.cfg = cfg
-        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, 0)
+        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, 0, device=run_device(cfg.run))
         if self.data.train.episodes.manifest.get("rewards") == "unknown":
             raise ValueError(f"{data} has no rewards (labelled from video); label it with a game's rules "
                              "(`worldgen data label --rules ENV_ID`) or make the world without a reward head")

@@ -18,7 +18,7 @@ from worldgen.checkpoint import save_weights
 from worldgen.rollout import Sampler, bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig, preset
 from worldgen.train.latent_data import LatentData
-from worldgen.train.loop import Context, unwrap
+from worldgen.train.loop import Context, run_device, unwrap
 from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
 
 
@@ -69,7 +69,8 @@ class TeacherStage:
                 raise ValueError(f"init: {cfg.init} is a {config['kind']!r} export; a teacher starts from a teacher")
             cfg.model = self.net.cfg
             self.net.train()
-        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames)
+        self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames,
+                               device=run_device(cfg.run))
         actions, channels = len(self.data.train.episodes.action_meanings), self.data.train.latents.latent_shape[0]
         if cfg.init and (cfg.model.num_actions, cfg.model.latent_channels) != (actions, channels):
             raise ValueError(f"init: {cfg.init} takes {cfg.model.num_actions} actions and {cfg.model.latent_channels} latent channels, "
