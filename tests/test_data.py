@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -131,6 +132,15 @@ def test_a_world_names_its_atari_game_so_a_fresh_process_can_make_it():
     assert out.returncode == 0 and "(64, 64, 3)" in out.stdout, out.stderr  # nothing registered ALE ids beforehand
 
 
+def test_a_world_plays_at_its_games_pace():
+    from worldgen.data.sources import steps_per_second
+
+    assert steps_per_second("envs:worldgen/Platformer-v0") == 30
+    if importlib.util.find_spec("ale_py") is not None:
+        assert steps_per_second("ale_py:ALE/Boxing-v5") == 15  # 60 emulator frames a second, 4 per step
+        assert steps_per_second("ALE/Boxing-v5") == 15
+
+
 class _NoRGB(gym.Env):
     metadata = {"render_modes": ["ansi"]}
 
@@ -234,6 +244,35 @@ def test_windows_never_mix_episodes_and_follow_the_actions(tagged_data):
         assert w["actions"].tolist() == acts
         assert float(w["reward"]) == t - 1
     assert windows[0]["context"].shape == (k, 8, 8, 3) and windows[0]["context"].dtype.is_floating_point is False
+
+
+def test_a_batch_gathered_at_once_equals_its_windows_one_by_one(tagged_data):
+    import torch
+
+    from worldgen.data.latents import LatentStore
+
+    files = EpisodeDataset(tagged_data).files
+    counts = [EpisodeDataset(tagged_data).shards[i].num_frames for i in range(len(files))]
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    latents = np.zeros((sum(counts), 2, 1, 1), dtype=np.float16)  # latent of a frame: (tag, index)
+    for tag, (o, n) in enumerate(zip(offsets, counts)):
+        latents[o : o + n, 0] = int(files[tag][3:9])
+        latents[o : o + n, 1, 0, 0] = np.arange(n)
+    store = tagged_data / "latents" / "test"
+    store.mkdir(parents=True)
+    np.save(store / "latents.npy", latents)
+    (store / "index.json").write_text(json.dumps({"shards": [[f, int(o), n] for f, o, n in zip(files, offsets, counts)]}))
+    for latent_store in (None, LatentStore(store)):
+        windows = WindowDataset(tagged_data, context=4, split="all", latents=latent_store)
+        picks = np.random.default_rng(0).permutation(len(windows))[:100]
+        picks[:3] = [0, 1, len(windows) - 1]  # padded windows and the very last one
+        batch = windows.batch(picks)
+        one_by_one = [windows[int(i)] for i in picks]
+        for key, value in batch.items():
+            expected = torch.stack([w[key] for w in one_by_one])
+            assert value.dtype == expected.dtype and torch.equal(value, expected), key
+    with pytest.raises(IndexError, match="out of range"):
+        windows.batch(np.array([len(windows)]))
 
 
 def test_train_and_val_split_by_episode(tagged_data):

@@ -87,6 +87,8 @@ def pack_world(out: Path, spec: WorldSpec, ae: Path, dynamics: Path, reward: Pat
 
 def spec_for(dynamics: Path, manifest: dict[str, Any], source_env: str, name: str) -> WorldSpec:
     """The world description of a dynamics export trained on a dataset (its manifest)."""
+    from worldgen.data.sources import steps_per_second
+
     config = json.loads((Path(dynamics) / "config.json").read_text())
     consistency = config["sampler"] == "consistency"
     return WorldSpec(
@@ -99,6 +101,7 @@ def spec_for(dynamics: Path, manifest: dict[str, Any], source_env: str, name: st
         default_steps=2 if consistency else 32,
         context_noise=float(config["play_context_noise"]),
         training_seeds=sorted({int(shard["level_seed"]) for shard in manifest["shards"] if "level_seed" in shard}),
+        fps=steps_per_second(source_env),
     )
 
 

@@ -105,6 +105,26 @@ def make_source_env(env_id: str, size: int = 64, **kwargs: Any) -> gym.Env:
     return RGBFrames(env, size)
 
 
+ATARI_FRAMES_PER_SECOND = 60
+
+
+def steps_per_second(env_id: str) -> int:
+    """The game's pace in real play, the speed its world plays at: an Atari emulator draws 60
+    frames a second and one step spans `frameskip` of them (15 steps a second at v5's 4); the
+    built-in games and most others step at 30."""
+    env_id = env_id.rpartition(":")[2]
+    if not env_id.startswith("ALE/"):
+        return 30
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+        frameskip = gym.spec(env_id).kwargs.get("frameskip", 4)
+    except (ImportError, gym.error.Error):
+        frameskip = 4
+    return round(ATARI_FRAMES_PER_SECOND / frameskip) if isinstance(frameskip, int) and frameskip > 0 else 30
+
+
 TRUSTED_ENV_MODULES = ("envs", "ale_py")
 """Modules a world's `source_env` may name without the user's say-so: this project's games
 and the Atari emulator."""

@@ -77,8 +77,8 @@ class LAMStage:
 
     def windows(self, dataset: WindowDataset, index: torch.Tensor) -> torch.Tensor:
         """(B, K + 1, C, h, w) latents: the context frames, then the next frame."""
-        items = [dataset[int(i)] for i in index]
-        return torch.stack([torch.cat([it["context"], it["target"][None]]) for it in items]).to(self.device)
+        b = dataset.batch(index.numpy())
+        return torch.cat([b["context"], b["target"][:, None]], dim=1).to(self.device)
 
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
         return {"window": self.windows(self.train, torch.randint(len(self.train), (batch_size,), generator=generator))}

@@ -44,8 +44,7 @@ class LatentData:
         self.ae.to(device)
 
     def batch(self, dataset: WindowDataset, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        items = [dataset[int(i)] for i in index]
-        out = {k: torch.stack([it[k] for it in items]).to(self.device) for k in items[0]}
+        out = {k: v.to(self.device) for k, v in dataset.batch(index.numpy()).items()}
         out["context"] = out["context"] * SIGMA_D  # (B, K, C, h, w)
         out["target"] = out["target"] * SIGMA_D  # (B, C, h, w)
         return out
