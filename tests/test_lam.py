@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,23 @@ def test_a_labelled_copy_trains_the_world_on_codes(tiny_world_runs, tiny_dataset
     assert "has no rewards" in capsys.readouterr().err
     assert main(["train", "reward", "--data", str(tmp_path / "ruled"), "--out", str(tmp_path / "reward"), *common]) == 0
     assert main(["data", "label", str(tiny_dataset), "--lam", str(lam), "--out", str(tmp_path / "plain")]) == 2
+
+
+def test_clips_recorded_from_the_game_label_their_video_with_the_true_actions(tmp_path, capsys):
+    from worldgen.data.dataset import EpisodeDataset
+
+    clips = tmp_path / "clips"
+    assert main(["record", "--env", "worldgen/Platformer-v0", "--policy", "kit", "--clips", "2", "--frames", "30",
+                 "-o", str(clips / "c.mp4")]) == 0
+    assert main(["data", "from-video", str(clips), "--out", str(tmp_path / "video")]) == 0
+    assert main(["data", "label", str(tmp_path / "video"), "--from-clips", "--out", str(tmp_path / "true")]) == 0
+    labelled = EpisodeDataset(tmp_path / "true")
+    assert labelled.env_id == "worldgen/Platformer-v0" and labelled.action_meanings[:3] == ["NOOP", "LEFT", "RIGHT"]
+    for file, shard in zip(labelled.files, labelled.shards):
+        side = json.loads(Path(shard.meta["source"]).with_suffix(".json").read_text())
+        assert shard.actions.tolist() == side["actions"] and shard.rewards.tolist() == side["rewards"]
+    with pytest.raises(SystemExit, match="--lam.*or.*--from-clips"):
+        main(["data", "label", str(tmp_path / "video"), "--out", str(tmp_path / "neither")])
+    (clips / "c-001.json").unlink()
+    assert main(["data", "label", str(tmp_path / "video"), "--from-clips", "--out", str(tmp_path / "half")]) == 2
+    assert "has no actions beside it" in capsys.readouterr().err and not (tmp_path / "half" / "manifest.json").exists()

@@ -129,9 +129,11 @@ def _data_label(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (the games' kits, for --rules)
     from worldgen.lam import label_dataset
 
-    report = label_dataset(args.lam, args.dir, args.out, args.rules)
-    shares = ", ".join(f"{i}: {100 * v:.0f}%" for i, v in enumerate(report["code_share"]))
-    print(f"labelled {report['episodes']} episodes ({report['steps']} steps) into {args.out}; codes used: {shares}")
+    if (args.lam is None) == (not args.from_clips):
+        raise SystemExit("error: label with a latent action model (--lam) or with the clips' own actions (--from-clips), one of the two")
+    report = label_dataset(args.dir, args.out, args.lam, args.rules)
+    shares = ", ".join(f"{name}: {100 * v:.0f}%" for name, v in zip(report["action_meanings"], report["action_share"]))
+    print(f"labelled {report['episodes']} episodes ({report['steps']} steps) into {args.out}; actions used: {shares}")
     return 0
 
 
@@ -614,7 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_data_from_video)
     p = data.add_parser("label", help="a copy of a dataset whose actions are a latent action model's codes (`worldgen train lam`)")
     p.add_argument("dir", type=Path, help="the dataset to label (from video, or any)")
-    p.add_argument("--lam", type=Path, required=True, help="the latent action model's export folder")
+    p.add_argument("--lam", type=Path, default=None, help="the latent action model's export folder")
+    p.add_argument("--from-clips", action="store_true",
+                   help="instead, the true actions and rewards `worldgen record --env` wrote beside each source clip")
     p.add_argument("--out", type=Path, required=True, help="a new dataset folder for the labelled copy")
     p.add_argument("--rules", default=None, metavar="ENV_ID",
                    help="read each step's reward and ending off the frames with this game's rules (its kit), for a reward head")

@@ -19,7 +19,8 @@ import torch
 
 from models.export import load_export
 from worldgen.data.dataset import EpisodeDataset
-from worldgen.data.latents import LatentStore, encode_dataset
+from worldgen.data.latents import encode_dataset
+from worldgen.frames import to_model
 
 
 @dataclass
@@ -48,30 +49,34 @@ class LatentActions:
     def episode_codes(self, data: Path, progress: bool = False) -> dict[str, np.ndarray]:
         """{shard file: the code of every step (T,)} for each episode of a dataset."""
         store = encode_dataset(self.ae, self.ae_folder, data, progress=progress)
-        return {f: infer_codes(self.lam, store, f) for f in EpisodeDataset(data).files}
+        return {f: infer_codes(self.lam, store.frames(f, np.arange(store.counts[f]))) for f in EpisodeDataset(data).files}
+
+    @torch.no_grad()
+    def frame_codes(self, frames: np.ndarray) -> np.ndarray:
+        """The code of every step of a run of real frames (T + 1, H, W, 3) uint8 -> (T,): what
+        the model reads each step to have done. A latent-action world is judged on these."""
+        device = next(self.ae.parameters()).device
+        latents = torch.cat([self.ae.encode(to_model(frames[i : i + 256], device)) for i in range(0, len(frames), 256)])
+        return infer_codes(self.lam, latents.cpu().numpy())
 
 
 def code_names(codes: int) -> list[str]:
     return [f"code {i}" for i in range(codes)]
 
 
-def step_windows(store: LatentStore, shard_file: str, k: int) -> np.ndarray:
+def step_windows(steps: int, k: int) -> np.ndarray:
     """Frame indices of the window of every step of an episode, (T, K + 1): frames t-K+1 .. t+1
     for step t, the first frame repeated before the episode began."""
-    steps = np.arange(store.counts[shard_file] - 1)
-    return np.maximum(steps[:, None] + np.arange(-k + 1, 2)[None], 0)
+    return np.maximum(np.arange(steps)[:, None] + np.arange(-k + 1, 2)[None], 0)
 
 
 @torch.no_grad()
-def infer_codes(lam: torch.nn.Module, store: LatentStore, shard_file: str, batch: int = 512) -> np.ndarray:
-    """The code of every step of one episode, (T,) int64."""
+def infer_codes(lam: torch.nn.Module, latents: np.ndarray, batch: int = 512) -> np.ndarray:
+    """The code of every step of one episode from its frames' latents (T + 1, C, h, w): (T,) int64."""
     device = next(lam.parameters()).device
-    windows = step_windows(store, shard_file, lam.cfg.context)
-    out = []
-    for i in range(0, len(windows), batch):
-        idx = windows[i : i + batch]
-        latents = store.frames(shard_file, idx.reshape(-1)).reshape(*idx.shape, *store.latent_shape)
-        out.append(lam.infer(torch.from_numpy(latents).to(device)).cpu().numpy())
+    windows = step_windows(len(latents) - 1, lam.cfg.context)
+    out = [lam.infer(torch.from_numpy(np.asarray(latents[windows[i : i + batch]], np.float32)).to(device)).cpu().numpy()
+           for i in range(0, len(windows), batch)]
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
@@ -221,11 +226,14 @@ def format_confusion(confusion: list[list[int]], meanings: list[str]) -> str:
     return "\n".join(lines)
 
 
-def label_dataset(folder: Path, data: Path, out: Path, rules_of: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """A copy of the dataset `data` whose actions are the codes of the latent action model in
-    `folder`: the world's stages train on it as on any game's recording, with the model's code
-    names as `action_meanings`. Video has no rewards: with `rules_of` (a game whose kit reads
-    its rules from pictures), each step's reward and ending are read off the frames instead.
+def label_dataset(data: Path, out: Path, lam: Path | None = None, rules_of: str | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """A copy of the dataset `data` with actions: the codes of the latent action model `lam`,
+    which the world's stages then train on as on any game's recording (the model's code names
+    as `action_meanings`); or, with `lam` None, the true actions and rewards that `worldgen
+    record --env` wrote beside each source clip (the labelled reference a latent-action world
+    is measured against). Video has no rewards: with `rules_of` (a game whose kit reads its
+    rules from pictures), each step's reward and ending are read off the frames instead.
     Written into `out` one episode at a time, each atomically, the manifest last."""
     from tqdm import tqdm
 
@@ -234,30 +242,72 @@ def label_dataset(folder: Path, data: Path, out: Path, rules_of: str | None = No
     )
     from worldgen.kit import kit_for
 
-    model = LatentActions.load(folder)
     source = EpisodeDataset(data)
     rules = kit_for(rules_of).events if rules_of else None
     if rules_of and rules is None:
         raise ValueError(f"--rules {rules_of}: that game's kit reads no rules from pictures; leave --rules out (no reward head then)")
     if Path(out).resolve() == Path(data).resolve():
         raise ValueError(f"{out} is the dataset being labelled; write the labelled copy elsewhere")
-    codes = model.episode_codes(data, progress)
+    if lam is not None:
+        model = LatentActions.load(lam)
+        labels = {f: (c, None) for f, c in model.episode_codes(data, progress).items()}
+        env_id, meanings = rules_of or source.env_id, model.names
+        about = {"actions": "latent", "lam": str(Path(lam).resolve())}
+    else:
+        labels, env_id, meanings = clip_labels(data)
+        about = {"actions": "from the clips"}
     with dataset_lock(out):
         if (Path(out) / "manifest.json").exists():
             raise DatasetError(f"{out} already holds a dataset; label into a new folder")
-        manifest = new_manifest(rules_of or source.env_id, model.names, source.frame_shape)
-        manifest.update(actions="latent", lam=str(Path(folder).resolve()), labelled_from=str(Path(data).resolve()),
-                        rewards="rules read from the frames" if rules else "unknown")
+        manifest = new_manifest(env_id, meanings, source.frame_shape)
+        manifest.update(about, labelled_from=str(Path(data).resolve()),
+                        rewards="rules read from the frames" if rules else ("from the clips" if lam is None else "unknown"))
         for file in tqdm(source.files, desc="label", unit="ep", disable=not progress):
             shard = Shard(Path(data) / file)
             frames = shard.frames()
-            rewards, ended = rules(frames) if rules else (np.zeros(shard.num_steps, np.float32), np.zeros(shard.num_steps, bool))
+            actions, clip_rewards = labels[file]
+            if rules:
+                rewards, ended = rules(frames)
+            elif clip_rewards is not None:
+                rewards, ended = clip_rewards, shard.terminated
+            else:
+                rewards, ended = np.zeros(shard.num_steps, np.float32), np.zeros(shard.num_steps, bool)
             keep = {k: v for k, v in shard.meta.items() if k not in ("format", "version", "env_id", "num_frames", "frame_shape", "chunk")}
-            episode = Episode(frames, codes[file], np.asarray(rewards, np.float32), np.asarray(ended, bool), shard.truncated,
-                              {**keep, "actions": "latent"})
+            episode = Episode(frames, actions, np.asarray(rewards, np.float32), np.asarray(ended, bool), shard.truncated,
+                              {**keep, "actions": about["actions"]})
             write_shard(Path(out) / file, episode, manifest["env_id"])
             add_to_manifest(manifest, shard_entry(file, episode))
             shard.close()
         write_manifest(out, manifest)
-    return {"episodes": len(source), "steps": int(sum(len(c) for c in codes.values())),
-            "code_share": code_usage(np.concatenate(list(codes.values())), model.codes)["share"]}
+    steps = np.concatenate([a for a, _ in labels.values()])
+    return {"episodes": len(source), "steps": len(steps), "action_share": code_usage(steps, len(meanings))["share"],
+            "action_meanings": meanings}
+
+
+def clip_labels(data: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, list[str]]:
+    """Each episode's (actions, rewards) from the JSON `worldgen record --env` wrote beside its
+    source clip, the game's id and its action names."""
+    from worldgen.data.storage import Shard
+    from worldgen.record import GAME_CLIP_FORMAT
+
+    labels, games = {}, set()
+    meanings: list[str] = []
+    for file in EpisodeDataset(data).files:
+        shard = Shard(Path(data) / file)
+        clip = Path(shard.meta.get("source", ""))
+        steps = shard.num_steps
+        shard.close()
+        side_path = clip.with_suffix(".json")
+        side = json.loads(side_path.read_text()) if side_path.is_file() else {}
+        if side.get("format") != GAME_CLIP_FORMAT:
+            raise ValueError(f"{file}: its clip {clip} has no actions beside it ({side_path}); only clips recorded with "
+                             "`worldgen record --env ENV_ID` carry them")
+        if len(side["actions"]) != steps:
+            raise ValueError(f"{file}: {steps} steps in the video but {len(side['actions'])} actions in {side_path}; "
+                             "was the clip re-encoded at another frame rate?")
+        labels[file] = (np.asarray(side["actions"], np.int64), np.asarray(side["rewards"], np.float32))
+        games.add(side["env"])
+        meanings = side["action_meanings"]
+    if len(games) > 1:
+        raise ValueError(f"{data}: clips of several games ({', '.join(sorted(games))}); label one game at a time")
+    return labels, games.pop(), meanings
