@@ -176,3 +176,28 @@ def test_clips_recorded_from_the_game_label_their_video_with_the_true_actions(tm
     (clips / "c-001.json").unlink()
     assert main(["data", "label", str(tmp_path / "video"), "--from-clips", "--out", str(tmp_path / "half")]) == 2
     assert "has no actions beside it" in capsys.readouterr().err and not (tmp_path / "half" / "manifest.json").exists()
+
+
+def test_a_latent_action_world_is_judged_on_the_codes_read_off_the_real_frames(trained_tiny_world, tiny_world_runs, tiny_dataset,
+                                                                              tmp_path, monkeypatch, capsys):
+    from worldgen import report as report_module
+    from worldgen.lam import LatentActions
+
+    common = ["--preset", "tiny", "--steps", "3", "--set", f"ae={tiny_world_runs / 'ae' / 'export'}", "--set", "run.val_fraction=0.3"]
+    assert main(["train", "lam", "--data", str(tiny_dataset), "--out", str(tmp_path / "lam6"), "--codes", "6", *common]) == 0
+    assert main(["train", "lam", "--data", str(tiny_dataset), "--out", str(tmp_path / "lam4"), "--codes", "4", *common]) == 0
+    seen = []
+    real_evaluate = report_module.evaluate
+    monkeypatch.setattr(report_module, "evaluate", lambda methods, refs, *a, **k: seen.extend(refs) or real_evaluate(methods, refs, *a, **k))
+    args = ["eval", "--world", str(trained_tiny_world), "--no-teacher", "--seeds", "2", "--horizons", "1,4", "--extra-steps", "8",
+            "--content-frames", "0"]
+    assert main([*args, "--out", str(tmp_path / "game_keys")]) == 0
+    game_keys = [r.actions.copy() for r in seen]
+    seen.clear()
+    assert main([*args, "--lam", str(tmp_path / "lam6" / "export"), "--out", str(tmp_path / "codes")]) == 0
+    lam = LatentActions.load(tmp_path / "lam6" / "export")
+    for ref, keys in zip(seen, game_keys):
+        assert np.array_equal(ref.actions, lam.frame_codes(ref.frames)) and len(ref.actions) == len(keys)
+    assert any(not np.array_equal(r.actions, k) for r, k in zip(seen, game_keys))
+    assert main([*args, "--lam", str(tmp_path / "lam4" / "export"), "--out", str(tmp_path / "bad")]) == 2
+    assert "has 4 codes, the world takes 6 actions" in capsys.readouterr().err

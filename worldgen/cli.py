@@ -333,10 +333,19 @@ def _eval(args: argparse.Namespace) -> int:
         kind = config["sampler"]
         sampler = Sampler(kind, int(steps or (2 if kind == "consistency" else 32)), float(play_noise) if play_noise else noise)
         methods.append(Method(name, for_inference(net), sampler))
+    relabel = None
+    if args.lam:
+        from worldgen.lam import LatentActions
+
+        lam = LatentActions.load(args.lam, world.device)
+        if lam.codes != len(spec.action_meanings):
+            raise ValueError(f"--lam {args.lam} has {lam.codes} codes, the world takes {len(spec.action_meanings)} actions; "
+                             "give the latent action model whose codes labelled the world's data")
+        relabel = lam.frame_codes
     used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
     report = evaluate_world(world, methods, args.out, args.seed_list or held_out_seeds(args.seeds, used),
                             [int(h) for h in args.horizons.split(",")], used, args.extra_steps, args.content_frames,
-                            args.content_streams, args.content_only, log=lambda line: print(line, flush=True))
+                            args.content_streams, args.content_only, log=lambda line: print(line, flush=True), relabel=relabel)
     if not args.content_only:
         print(format_table(report))
     ae = report["autoencoder"]
@@ -566,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-streams", type=int, default=16, help="how many long-play rollouts, each from its own unseen level")
     p.add_argument("--content-only", action="store_true",
                    help="only the content section and the autoencoder's report (with the same --seeds, the same streams)")
+    p.add_argument("--lam", type=Path, default=None, metavar="LAM_EXPORT",
+                   help="a world trained on latent actions: the real game plays its own keys, the world gets the codes "
+                        "this latent action model reads off the real frames")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     _trust_module_arg(p)

@@ -4,6 +4,7 @@ report.json, the PSNR plot, the labelled picture of real and generated frames, t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,6 +61,14 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
             Image.fromarray(picture).save(tmp)
 
 
+def _action_count(make_env: Callable[[], Any]) -> int:
+    env = make_env()
+    try:
+        return int(env.action_space.n)
+    finally:
+        env.close()
+
+
 def format_table(report: dict[str, Any]) -> str:
     horizons = report["horizons"]
     kinds = report.get("object_kinds", [])
@@ -98,7 +107,8 @@ def format_table(report: dict[str, Any]) -> str:
 def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[int], horizons: list[int],
                    used_seeds: set[int] = frozenset(), extra_steps: int = 60, content_frames: int = 1000,
                    content_streams: int = 16, content_only: bool = False,
-                   log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+                   log: Callable[[str], None] = lambda line: None,
+                   relabel: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
     """Judge `methods` (the world's own, and any other) against the world's real source game on
     `seeds`, write everything into `out`, and return the report.
 
@@ -106,12 +116,19 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
     measures content (or, for a game without, each frequent colour's share of the pixels), the
     long-play section on `content_streams` further unseen levels (after
     `seeds`, never in `used_seeds`: the same seeds give the same streams).
+
+    `relabel` (frames (T + 1, H, W, 3) -> actions (T,)) judges a world whose actions are latent
+    codes: the real game is played with its own keys, and the world is given the codes its
+    latent action model reads off those real frames, as Genie measures its worlds.
     """
     spec = world.spec
     kit = kit_for(spec.source_env)
-    new_policy = kit.policy or (lambda seed: RandomRepeatPolicy(len(spec.action_meanings), seed=seed))
+    keys = len(spec.action_meanings) if relabel is None else _action_count(world.make_source)
+    new_policy = kit.policy or (lambda seed: RandomRepeatPolicy(keys, seed=seed))
     longest = max(horizons + [16])  # 16: the longer controllability horizon
     refs = record_references(world.make_source, new_policy(0), seeds, longest + spec.context + extra_steps, kit.objects_of)
+    if relabel is not None:
+        refs = [replace(r, episode=replace(r.episode, actions=relabel(r.frames))) for r in refs]
     if content_only:
         report: dict[str, Any] = {"horizons": [], "methods": {}}
     else:
@@ -123,6 +140,8 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
     if content_frames > 0:
         stream_seeds = held_out_seeds(len(seeds) + content_streams * 8, set(used_seeds))[len(seeds):]
         streams = record_streams(world.make_source, new_policy(1), stream_seeds, content_streams, content_frames + spec.context)
+        if relabel is not None:
+            streams = [replace(st, actions=relabel(st.frames)) for st in streams]
         measures = kit.content or colour_content(kit.palette or frequent_colours(np.concatenate([r.frames for r in refs]), most=8))
         report["content"] = content_report(methods, streams, world.codec, spec.context, measures, content_frames,
                                            reward_head=world.reward_head, rules=kit.events, log=log)
