@@ -20,6 +20,11 @@ def test_keys_map_to_actions_by_name():
     assert action_for_keys(MEANINGS, {"K_LEFT", "K_w"}) == 4
     atari = ["NOOP", "FIRE", "RIGHT", "LEFT"]
     assert action_for_keys(atari, {"K_SPACE"}) == 1 and action_for_keys(atari, {"K_a"}) == 3
+    boxing = ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT", "UPFIRE",
+              "RIGHTFIRE", "LEFTFIRE", "DOWNFIRE", "UPRIGHTFIRE", "UPLEFTFIRE", "DOWNRIGHTFIRE", "DOWNLEFTFIRE"]
+    assert action_for_keys(boxing, {"K_UP", "K_RIGHT"}) == 6 and action_for_keys(boxing, {"K_s", "K_a", "K_SPACE"}) == 17
+    assert action_for_keys(boxing, {"K_DOWN"}) == 5 and action_for_keys(boxing, {"K_UP"}) == 2
+    assert any(line.startswith("UPRIGHTFIRE") and "UP/W + RIGHT/D + SPACE" in line for line in key_help(boxing))
     assert any("RIGHT_JUMP" in line and "SPACE" in line for line in key_help(MEANINGS))
 
 

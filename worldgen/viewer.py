@@ -12,6 +12,7 @@ an agent (with --agent) and the keyboard, Esc quits.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ _TOKEN_KEYS = {
 }
 
 
+_NAME_TOKENS = re.compile("|".join(_TOKEN_KEYS))
+"""The parts of an action's name: `LEFT_JUMP` (the Platformer's) and `UPRIGHTFIRE` (Atari's) alike."""
 _DIGIT_KEYS = tuple(f"K_{i}" for i in range(1, 10))
 """Digit key i chooses action i - 1."""
 PREVIEW_STEPS = 6
@@ -54,7 +57,7 @@ def action_for_keys(meanings: list[str], pressed: set[str]) -> int:
     held = {token for token, keys in _TOKEN_KEYS.items() if pressed & set(keys)}
     best, best_score = 0, 0
     for i, name in enumerate(meanings):
-        tokens = set(name.split("_")) - {"NOOP"}
+        tokens = set(_NAME_TOKENS.findall(name)) - {"NOOP"}
         if tokens == held:
             return i
         if tokens <= held and len(tokens) > best_score:
@@ -73,7 +76,7 @@ def key_help(meanings: list[str]) -> list[str]:
     """One line per action: its name and the keys that choose it."""
     lines = []
     for i, name in enumerate(meanings):
-        keys = [" + ".join("/".join(k[2:].upper() for k in _TOKEN_KEYS[t]) for t in name.split("_") if t in _TOKEN_KEYS)]
+        keys = [" + ".join("/".join(k[2:].upper() for k in _TOKEN_KEYS[t]) for t in _NAME_TOKENS.findall(name))]
         keys += [str(i + 1)] if i < len(_DIGIT_KEYS) else []
         lines.append(f"{name:<12} {', '.join(k for k in keys if k) or '(no key)'}")
     return lines + ["", "V preview every action  R reset  P pause", "TAB 1/2 steps  F5 record  Backspace rewind",
