@@ -113,6 +113,35 @@ def test_the_shipped_platformer_world_is_the_default_and_follows_the_real_game()
         assert world_psnr > repeat_psnr + 3.0, (level, world_psnr, repeat_psnr)
 
 
+def test_the_shipped_boxing_world_keeps_both_boxers_and_follows_the_real_game():
+    pytest.importorskip("ale_py")
+    from envs.atari import GAMES, sprite_detector
+    from worldgen.data.policies import RandomRepeatPolicy
+    from worldgen.frames import mse, psnr_from_mse
+
+    world = World("boxing")
+    assert world.spec.fps == 15 and len(world.action_meanings) == 18 and (world.folder / "README.md").exists()
+    detect = sprite_detector(GAMES["ALE/Boxing-v5"])
+    generated, real, last = [], [], []
+    for seed in (1_000_001, 1_000_002):
+        env, policy = world.make_source(), RandomRepeatPolicy(18, seed=seed)
+        obs, _ = env.reset(seed=seed)
+        frames, actions = [obs], []
+        for t in range(36):
+            actions.append(int(policy.act(obs[None], [{}], np.array([t == 0]))[0]))
+            obs, *_ = env.step(actions[-1])
+            frames.append(obs)
+        env.close()
+        world.reset(np.stack(frames[12:16]), actions=actions[12:15], seed=0)
+        generated.append(np.stack([world.step([a]).frames[0] for a in actions[15:31]]))
+        real.append(np.stack(frames[16:32]))
+        last.append(np.repeat(frames[15][None], 16, axis=0))
+    generated, real, last = np.concatenate(generated), np.concatenate(real), np.concatenate(last)
+    drawn = [all(len(found[kind]) for kind in ("white boxer", "black boxer")) for found in map(detect, generated)]
+    assert np.mean(drawn) >= 0.9, np.mean(drawn)
+    assert float(psnr_from_mse(mse(generated, real).mean())) > float(psnr_from_mse(mse(last, real).mean()))
+
+
 def test_every_pretrained_file_installs_with_the_package():
     import glob
     import tomllib
