@@ -216,7 +216,7 @@ def test_two_processes_train_with_ddp_and_agree(tiny_dataset, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "worldgen.cli", "train", "ae", "--data", str(tiny_dataset), "--out", str(out), "--preset", "tiny",
            "--steps", "4", "--set", "run.ckpt_every=2", "--set", "run.image_every=0", "--set", "run.val_fraction=0.3",
-           "--set", "val_frames=16"]
+           "--set", "val_frames=16", "--set", "run.minutes=60"]  # the ranks agree each step on the (unspent) budget
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     _, state = load_state(list_states(out)[-1])

@@ -215,9 +215,10 @@ def _past(deadline: float, world: int, device: torch.device) -> bool:
     """Whether the time budget is spent; every rank follows rank 0's clock, so all stop at one step."""
     if deadline == math.inf:
         return False
+    if world == 1:
+        return time.monotonic() >= deadline
     late = torch.tensor(float(time.monotonic() >= deadline), device=device)
-    if world > 1:
-        dist.broadcast(late, 0)
+    dist.broadcast(late, 0)
     return bool(late.item())
 
 
