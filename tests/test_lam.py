@@ -171,6 +171,7 @@ def test_clips_recorded_from_the_game_label_their_video_with_the_true_actions(tm
     for file, shard in zip(labelled.files, labelled.shards):
         side = json.loads(Path(shard.meta["source"]).with_suffix(".json").read_text())
         assert shard.actions.tolist() == side["actions"] and shard.rewards.tolist() == side["rewards"]
+        assert shard.terminated.tolist() == [False] * (len(side["actions"]) - 1) + [side["ended"]]
     with pytest.raises(SystemExit, match="--lam.*or.*--from-clips"):
         main(["data", "label", str(tmp_path / "video"), "--out", str(tmp_path / "neither")])
     (clips / "c-001.json").unlink()

@@ -250,7 +250,7 @@ def label_dataset(data: Path, out: Path, lam: Path | None = None, rules_of: str 
         raise ValueError(f"{out} is the dataset being labelled; write the labelled copy elsewhere")
     if lam is not None:
         model = LatentActions.load(lam)
-        labels = {f: (c, None) for f, c in model.episode_codes(data, progress).items()}
+        labels = {f: (c, None, None) for f, c in model.episode_codes(data, progress).items()}
         env_id, meanings = rules_of or source.env_id, model.names
         about = {"actions": "latent", "lam": str(Path(lam).resolve())}
     else:
@@ -265,11 +265,11 @@ def label_dataset(data: Path, out: Path, lam: Path | None = None, rules_of: str 
         for file in tqdm(source.files, desc="label", unit="ep", disable=not progress):
             shard = Shard(Path(data) / file)
             frames = shard.frames()
-            actions, clip_rewards = labels[file]
+            actions, clip_rewards, clip_ended = labels[file]
             if rules:
                 rewards, ended = rules(frames)
             elif clip_rewards is not None:
-                rewards, ended = clip_rewards, shard.terminated
+                rewards, ended = clip_rewards, clip_ended
             else:
                 rewards, ended = np.zeros(shard.num_steps, np.float32), np.zeros(shard.num_steps, bool)
             keep = {k: v for k, v in shard.meta.items() if k not in ("format", "version", "env_id", "num_frames", "frame_shape", "chunk")}
@@ -279,14 +279,15 @@ def label_dataset(data: Path, out: Path, lam: Path | None = None, rules_of: str 
             add_to_manifest(manifest, shard_entry(file, episode))
             shard.close()
         write_manifest(out, manifest)
-    steps = np.concatenate([a for a, _ in labels.values()])
+    steps = np.concatenate([a for a, _, _ in labels.values()])
     return {"episodes": len(source), "steps": len(steps), "action_share": code_usage(steps, len(meanings))["share"],
             "action_meanings": meanings}
 
 
-def clip_labels(data: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, list[str]]:
-    """Each episode's (actions, rewards) from the JSON `worldgen record --env` wrote beside its
-    source clip, the game's id and its action names."""
+def clip_labels(data: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], str, list[str]]:
+    """Each episode's (actions, rewards, ended) from the JSON `worldgen record --env` wrote beside
+    its source clip (the last step ends the episode when the clip says the game ended), the game's
+    id and its action names."""
     from worldgen.data.storage import Shard
     from worldgen.record import GAME_CLIP_FORMAT
 
@@ -305,7 +306,9 @@ def clip_labels(data: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], s
         if len(side["actions"]) != steps:
             raise ValueError(f"{file}: {steps} steps in the video but {len(side['actions'])} actions in {side_path}; "
                              "was the clip re-encoded at another frame rate?")
-        labels[file] = (np.asarray(side["actions"], np.int64), np.asarray(side["rewards"], np.float32))
+        ended = np.zeros(steps, bool)
+        ended[-1:] = bool(side.get("ended"))
+        labels[file] = (np.asarray(side["actions"], np.int64), np.asarray(side["rewards"], np.float32), ended)
         games.add(side["env"])
         meanings = side["action_meanings"]
     if len(games) > 1:
