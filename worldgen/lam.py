@@ -19,8 +19,9 @@ import torch
 
 from models.export import load_export
 from worldgen.data.dataset import EpisodeDataset
+from worldgen.codec import LatentCodec
 from worldgen.data.latents import encode_dataset
-from worldgen.frames import to_model
+from worldgen.scm import SIGMA_D
 
 
 @dataclass
@@ -51,13 +52,11 @@ class LatentActions:
         store = encode_dataset(self.ae, self.ae_folder, data, progress=progress)
         return {f: infer_codes(self.lam, store.frames(f, np.arange(store.counts[f]))) for f in EpisodeDataset(data).files}
 
-    @torch.no_grad()
     def frame_codes(self, frames: np.ndarray) -> np.ndarray:
         """The code of every step of a run of real frames (T + 1, H, W, 3) uint8 -> (T,): what
         the model reads each step to have done. A latent-action world is judged on these."""
-        device = next(self.ae.parameters()).device
-        latents = torch.cat([self.ae.encode(to_model(frames[i : i + 256], device)) for i in range(0, len(frames), 256)])
-        return infer_codes(self.lam, latents.cpu().numpy())
+        codec = LatentCodec(self.ae, next(self.ae.parameters()).device)
+        return infer_codes(self.lam, (codec.encode(frames) / SIGMA_D).cpu().numpy())  # the unit-variance latents it trained on
 
 
 def code_names(codes: int) -> list[str]:
