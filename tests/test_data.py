@@ -12,7 +12,7 @@ from worldgen.cli import main
 from worldgen.data.collect import collect
 from worldgen.data.dataset import EpisodeDataset, split_of
 from worldgen.data.policies import RandomRepeatPolicy
-from worldgen.data.sources import SourceEnvError, make_source_env
+from worldgen.data.sources import SourceEnvError, make_source_env, probe_action_meanings
 from worldgen.data.storage import DatasetError, Episode, Shard, ShardError, write_shard
 from worldgen.data.windows import WindowDataset
 
@@ -106,6 +106,19 @@ def test_any_rgb_gym_env_records(tmp_path):
     collect("CartPole-v1", tmp_path / "cp", 2, RandomRepeatPolicy(2, seed=0), "random", size=32, seed=0, progress=False)
     shard = EpisodeDataset(tmp_path / "cp").shards[0]
     assert shard.frames().shape[1:] == (32, 32, 3)
+
+
+def test_probing_an_env_for_its_actions_names_them_and_closes_it():
+    closed = []
+
+    class Closing(gym.Wrapper):
+        def close(self):
+            closed.append(True)
+            super().close()
+
+    assert probe_action_meanings(lambda: Closing(make_source_env("CartPole-v1", 32))) == ["ACTION_0", "ACTION_1"]
+    assert closed == [True]
+    assert probe_action_meanings(lambda: make_source_env("worldgen/Platformer-v0"))[:3] == ["NOOP", "LEFT", "RIGHT"]
 
 
 def test_atari_records_with_the_atari_extra(tmp_path):

@@ -4,7 +4,9 @@ its Gymnasium id to a packed, judged, timed world, and a rerun does nothing agai
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 
 from worldgen.cli import main
@@ -56,3 +58,66 @@ def test_bad_requests_say_what_was_wrong(tmp_path):
         make_plan("MountainCar-v0", tmp_path, "tiny", policy="explore")
     with pytest.raises(ValueError, match="at least 2"):
         make_plan("MountainCar-v0", tmp_path, "tiny", episodes=1)
+
+
+def test_clips_become_a_world_on_latent_actions_judged_on_the_game_they_show(tmp_path, capsys):
+    from worldgen.data.dataset import EpisodeDataset
+    from worldgen.world import World
+
+    clips = tmp_path / "clips"
+    assert main(["record", "--env", "worldgen/Platformer-v0", "--policy", "kit", "--clips", "3", "--frames", "40",
+                 "-o", str(clips / "c.mp4")]) == 0
+    out = tmp_path / "from_video"
+    args = ["make-world", "--video", str(clips), "--env", "worldgen/Platformer-v0", "--codes", "4", "--out", str(out),
+            "--preset", "tiny"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "make-world clips of worldgen/Platformer-v0" in printed and "[12/12] bench: finished" in printed
+    data = EpisodeDataset(out / "data")
+    assert data.action_meanings == ["code 0", "code 1", "code 2", "code 3"] and data.env_id == "worldgen/Platformer-v0"
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert {"repeat last frame", "world 2-step"} <= set(report["methods"]) and "coins" in report["content"]["real"]
+    world = World(out / "world")
+    assert world.action_meanings == data.action_meanings and world.spec.source_env == "envs:worldgen/Platformer-v0"
+    assert main(args) == 0 and capsys.readouterr().out.count(": done") == 12
+
+
+def test_clips_of_no_known_game_become_a_world_that_starts_from_their_opening_frames(tmp_path, capsys):
+    from worldgen.data.sources import SourceEnvError
+    from worldgen.world import World
+
+    clips = tmp_path / "clips"
+    assert main(["record", "--env", "worldgen/Platformer-v0", "--policy", "kit", "--clips", "3", "--frames", "30",
+                 "-o", str(clips / "c.gif"), "--fps", "10"]) == 0
+    out = tmp_path / "video_only"
+    assert main(["make-world", "--video", str(clips), "--codes", "3", "--out", str(out), "--preset", "tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert not re.search(r"^\s+\d+\. (eval|reward) ", printed, re.M) and "[10/10] bench: finished" in printed
+    assert not (out / "eval").exists() and (out / "bench.json").exists()
+    world = World(out / "world")
+    assert world.spec.source_env == "video" and world.spec.fps == 10 and len(world.action_meanings) == 3
+    assert world.reward_head is None and not (out / "world" / "reward").exists()
+    first = world.reset(0)
+    assert np.array_equal(first[0], world.prompts[0][-1]) and world.prompts.shape[1] == world.spec.context
+    step = world.step([2])
+    assert step.frames.shape == (1, 64, 64, 3) and step.rewards.tolist() == [0.0] and not step.terminated.any()
+    with pytest.raises(SourceEnvError, match="learnt from video alone"):
+        world.make_source()
+
+
+def test_bad_video_requests_say_what_was_wrong(tmp_path):
+    with pytest.raises(ValueError, match="nowhere: no such file or folder"):
+        make_plan(None, tmp_path, "tiny", video=[tmp_path / "nowhere"])
+    with pytest.raises(ValueError, match="no clips in this folder"):
+        make_plan(None, tmp_path, "tiny", video=[tmp_path])
+    (tmp_path / "a.gif").write_bytes(b"")
+    with pytest.raises(ValueError, match="--episodes and --policy"):
+        make_plan(None, tmp_path, "tiny", episodes=4, video=[tmp_path])
+    with pytest.raises(ValueError, match="--env .* or --video"):
+        make_plan(None, tmp_path, "tiny")
+    plan = make_plan(None, tmp_path, "small", video=[tmp_path])
+    assert plan.steps[0][1].startswith("1 clip ->")
+    assert [name for name, _, _ in plan.steps] == ["video", "ae", "lam", "label", "teacher", "scd", "teacher_own", "scd_own",
+                                                   "pack", "bench"]
+    ruled = make_plan("worldgen/Platformer-v0", tmp_path, "small", video=[tmp_path])
+    assert [name for name, _, _ in ruled.steps][-4:] == ["reward", "pack", "eval", "bench"]

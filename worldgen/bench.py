@@ -82,7 +82,8 @@ def bench_world(
     with torch.inference_mode():
         report["model_call_ms"]["network"] = timed(lambda: world.net(x, level, ctx, acts, level), min_seconds) * 1e3
         report["model_call_ms"]["decode"] = timed(lambda: world.ae.decode(ctx[:, -1] / SIGMA_D), min_seconds) * 1e3
-        report["model_call_ms"]["reward head"] = timed(lambda: world.reward_head(ctx, acts, x), min_seconds) * 1e3
+        if world.reward_head is not None:
+            report["model_call_ms"]["reward head"] = timed(lambda: world.reward_head(ctx, acts, x), min_seconds) * 1e3
         for steps in (1, 2):
             report["model_call_ms"][f"consistency_{steps}step"] = timed(
                 lambda: predict_next(world.net, ctx, acts, Sampler("consistency", steps, world.spec.context_noise)), min_seconds) * 1e3

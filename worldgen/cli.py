@@ -48,7 +48,7 @@ def _collect(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (registers the built-in games)
     from worldgen.data.collect import collect
     from worldgen.data.policies import RandomRepeatPolicy
-    from worldgen.data.sources import make_source_env
+    from worldgen.data.sources import make_source_env, probe_action_meanings
     from worldgen.kit import kit_for
 
     if args.policy == "explore":
@@ -57,9 +57,8 @@ def _collect(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: {args.env} has no scripted player for --policy explore; use --policy random")
         policy = scripted(args.seed)
     else:
-        probe = make_source_env(args.env, args.size)
-        policy = RandomRepeatPolicy(int(probe.action_space.n), max_repeat=args.max_repeat, seed=args.seed)
-        probe.close()
+        keys = len(probe_action_meanings(lambda: make_source_env(args.env, args.size)))
+        policy = RandomRepeatPolicy(keys, max_repeat=args.max_repeat, seed=args.seed)
     result = collect(
         args.env, args.out, args.episodes, policy, args.policy, size=args.size, num_envs=args.num_envs, seed=args.seed
     )
@@ -74,12 +73,13 @@ def _make_world(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (the built-in games and their kits)
     from worldgen.make_world import make_plan, run_plan
 
-    plan = make_plan(args.env, args.out, args.preset, args.episodes, args.policy, args.seed)
+    plan = make_plan(args.env, args.out, args.preset, args.episodes, args.policy, args.seed, args.video, args.codes)
     print(plan.describe(), flush=True)
     if args.dry_run:
         return 0
     world = run_plan(plan, log=lambda line: print(line, flush=True))
-    print(f"world ready: worldgen play --world {world}   (eval: {args.out / 'eval'}, bench: {args.out / 'bench.json'})")
+    judged = f"eval: {args.out / 'eval'}, " if plan.playable else ""
+    print(f"world ready: worldgen play --world {world}   ({judged}bench: {args.out / 'bench.json'})")
     return 0
 
 
@@ -292,7 +292,8 @@ def _pack(args: argparse.Namespace) -> int:
     spec = spec_for(dynamics, manifest, source, args.name or runs.name)
     card = args.card.read_text() if args.card else None
     teacher = runs / args.teacher / "export" if args.teacher else None
-    out = pack_world(args.out, spec, runs / args.ae / "export", dynamics, runs / args.reward / "export", card, teacher)
+    reward = runs / args.reward / "export" if args.reward else None
+    out = pack_world(args.out, spec, runs / args.ae / "export", dynamics, reward, card, teacher)
     print(f"packed {spec.name} ({args.dynamics}, {spec.sampler} sampler) into {out}")
     return 0
 
@@ -395,7 +396,7 @@ def _agent_eval(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401
     from worldgen.agent import Score, baselines, episode_returns, format_scores, load_agent
-    from worldgen.data.sources import make_source_env
+    from worldgen.data.sources import make_source_env, probe_action_meanings
     from worldgen.kit import kit_for
     from worldgen.reference import held_out_seeds
     from worldgen.world import read_spec, resolve_world
@@ -403,10 +404,8 @@ def _agent_eval(args: argparse.Namespace) -> int:
     agents = {Path(path).stem: load_agent(Path(path), args.trust_agent) for path in args.agent}  # refused before any play
     spec = read_spec(resolve_world(args.world))
     make = lambda: make_source_env(args.env, spec.frame_size)  # noqa: E731  (the frames the world draws, as agents saw them)
-    probe = make()
-    meanings = list(probe.unwrapped.get_action_meanings()) if hasattr(probe.unwrapped, "get_action_meanings") else None
-    num_actions = int(probe.action_space.n)
-    probe.close()
+    meanings = probe_action_meanings(make)
+    num_actions = len(meanings)
     seeds = held_out_seeds(args.episodes, set(spec.training_seeds), start=args.first_seed)
     scores = [] if args.no_baselines else baselines(make, num_actions, seeds, progress=True)
     make_world = lambda: gym.make("worldgen/World-v0", world=str(args.world), max_episode_steps=args.world_steps)  # noqa: E731
@@ -448,8 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-repeat", type=int, default=10, help="random policy: longest action hold, in steps")
     p.set_defaults(run=_collect)
 
-    p = sub.add_parser("make-world", help="one command from a Gymnasium id to a packed, judged, timed world (resumable)")
-    p.add_argument("--env", required=True, help="env id: worldgen/Platformer-v0, ALE/Boxing-v5, MountainCar-v0, ...")
+    p = sub.add_parser("make-world", help="one command from a Gymnasium id, or from gameplay clips, to a packed, judged, "
+                                          "timed world (resumable)")
+    p.add_argument("--env", default=None, help="env id: worldgen/Platformer-v0, ALE/Boxing-v5, MountainCar-v0, ...; with "
+                                                "--video, the game the clips show (its rules pay rewards; the world is judged on it)")
+    p.add_argument("--video", type=Path, nargs="+", default=None, metavar="FILES_OR_DIR",
+                   help="learn the world from these clips (mp4, webm, gif) with latent actions instead of collecting play")
+    p.add_argument("--codes", type=_positive, default=8, help="with --video: how many latent actions (Genie uses 8)")
     p.add_argument("--out", type=Path, required=True, help="folder for data/, runs/, world/, eval/ and bench.json")
     p.add_argument("--preset", choices=["tiny", "small", "base"], default="small",
                    help="tiny: a smoke test; small: the 2-core CPU, about 3 hours; base: a GPU")
@@ -548,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pack", help="assemble a world folder from a run's ae, dynamics and reward exports")
     p.add_argument("--runs", type=Path, required=True, help="folder with ae/, reward/ and the dynamics run")
     p.add_argument("--dynamics", default="scd", help="which run is the world's dynamics: scd, sct or teacher")
-    p.add_argument("--reward", default="reward", help="which run is the world's reward head")
+    p.add_argument("--reward", default="reward", help="which run is the world's reward head ('' for none: the world pays nothing)")
     p.add_argument("--ae", default="ae", help="which run is the world's autoencoder")
     p.add_argument("--data", type=Path, required=True, help="the training dataset (action names, frame size, source game)")
     p.add_argument("--out", type=Path, required=True)

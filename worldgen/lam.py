@@ -259,6 +259,8 @@ def label_dataset(data: Path, out: Path, lam: Path | None = None, rules_of: str 
         if (Path(out) / "manifest.json").exists():
             raise DatasetError(f"{out} already holds a dataset; label into a new folder")
         manifest = new_manifest(env_id, meanings, source.frame_shape)
+        if source.manifest.get("fps"):
+            manifest["fps"] = source.manifest["fps"]  # the clips' pace is the world's
         manifest.update(about, labelled_from=str(Path(data).resolve()),
                         rewards="rules read from the frames" if rules else ("from the clips" if lam is None else "unknown"))
         for file in tqdm(source.files, desc="label", unit="ep", disable=not progress):

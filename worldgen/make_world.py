@@ -1,4 +1,5 @@
-"""`worldgen make-world`: one command from a Gymnasium id to a packed, judged, timed world.
+"""`worldgen make-world`: one command from a Gymnasium id, or from a folder of gameplay clips,
+to a packed, judged, timed world.
 
 Every stage writes into its own folder under `--out` and is skipped once done, so the command
 resumes after an interruption: collection tops the dataset up to its episode count, training
@@ -7,6 +8,12 @@ missing. The stages are those the shipped Platformer world went through, sized b
 autoencoder, diffusion teacher, sCD consistency model, both fine-tuned on the world's own
 rollouts (the long-play fix), the reward head (on the world's own frames too, where the game's
 kit reads its rules from pictures), pack, eval, bench.
+
+From video (`--video`), Genie's route: the clips become a dataset without actions, a latent
+action model learns the controls from them, its codes label the frames, and the same stages
+train on the codes. The game the clips show (`--rules`), where its kit reads rewards from
+pictures, pays the reward head and judges the world; without it the world starts from the
+clips' own opening frames and pays nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from worldgen.data.video import VIDEO_ENV, find_videos
 from worldgen.kit import kit_for
 
 
@@ -44,6 +52,9 @@ class MakeWorldPreset:
     content_frames: int
     content_streams: int
     bench_batches: tuple[int, ...]
+    lam_steps: int = 3000
+    """The latent action model's steps (worlds from video)."""
+    lam_seconds_per_step: float = 0.25
     collect_seconds_per_episode: float = 2.0
     eval_seconds: float = 60.0
 
@@ -76,7 +87,7 @@ CPU_SMALL = {"ae": 0.8, "teacher": 0.7, "scd": 1.0, "teacher_own": 1.6, "scd_own
 PRESETS: dict[str, MakeWorldPreset] = {
     "tiny": MakeWorldPreset(
         "tiny", 6, _stages(30, 60, 4, 6, 4, 10, (4, 12), {k: 0.1 for k in CPU_SMALL}, 1), 2, (1, 4), 40, 2, (1,),
-        collect_seconds_per_episode=1.0, eval_seconds=30.0),
+        lam_steps=20, lam_seconds_per_step=0.1, collect_seconds_per_episode=1.0, eval_seconds=30.0),
     "small": MakeWorldPreset(
         "small", 100, _stages(1500, 4000, 600, 400, 300, 1000, (96, 256), CPU_SMALL, 2), 8, (1, 8, 32), 1000, 8,
         (1, 16), eval_seconds=1200.0),
@@ -84,40 +95,61 @@ PRESETS: dict[str, MakeWorldPreset] = {
         "base", 400, _stages(5000, 60000, 4000, 4000, 2000, 4000, (512, 512),
                              {"ae": 0.1, "teacher": 0.1, "scd": 0.2, "teacher_own": 0.3, "scd_own": 0.4, "reward": 0.05,
                               "judged_frame": 0.002}, 0),
-        16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), eval_seconds=900.0),
+        16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), lam_steps=10000, lam_seconds_per_step=0.05, eval_seconds=900.0),
 }
 
 
 @dataclass
 class Plan:
     env_id: str
+    """The game: played to collect, or, for a world from video, the game the clips show ("video"
+    when none is named)."""
     out: Path
     preset: MakeWorldPreset
     episodes: int
     policy: str
     """`explore` (the game's scripted player) or `random` (random actions, each held a few steps)."""
     seed: int = 0
+    video: tuple[Path, ...] = ()
+    """Clips: the world is learnt from them, with latent actions."""
+    codes: int = 8
+    """How many latent actions (worlds from video)."""
     steps: list[tuple[str, str, float]] = field(default_factory=list)
     """(stage, what it does, estimated seconds)."""
 
     def __post_init__(self) -> None:
         p = self.preset
-        self.steps = [("collect", f"{self.episodes} episodes of {self.env_id}, {self.policy} play",
-                       self.episodes * p.collect_seconds_per_episode)]
+        if self.video:
+            self.steps = [("video", f"{len(self.video)} clip{'s' * (len(self.video) != 1)} -> frames, actions unknown", 30.0 + 2.0 * len(self.video))]
+        else:
+            self.steps = [("collect", f"{self.episodes} episodes of {self.env_id}, {self.policy} play",
+                           self.episodes * p.collect_seconds_per_episode)]
         judged = kit_for(self.env_id).events is not None  # the reward head's pool needs the game's rules
-        self.steps += [(s.name, f"train {s.kind}, {s.steps} steps", s.steps * s.seconds_per_step + s.extra_seconds * judged)
-                       for s in p.stages]
-        self.steps += [("pack", "the world folder", 1.0),
-                       ("eval", f"{p.eval_seeds} unseen levels, horizons {','.join(map(str, p.horizons))}; "
-                                f"{p.content_streams} x {p.content_frames} frames of long play", p.eval_seconds),
-                       ("bench", f"frames/s at batch {', '.join(map(str, p.bench_batches))}", 60.0)]
+        for s in p.stages:
+            if self.video and s.kind == "reward" and not judged:
+                continue  # clips carry no rewards, and no rules read them off the frames: a world that pays nothing
+            self.steps.append((s.name, f"train {s.kind}, {s.steps} steps", s.steps * s.seconds_per_step + s.extra_seconds * judged))
+            if self.video and s.name == "ae":
+                self.steps += [("lam", f"train lam, {self.codes} codes, {p.lam_steps} steps", p.lam_steps * p.lam_seconds_per_step),
+                               ("label", "the clips' actions are the codes" + (", rewards by the rules" if judged else ""), 30.0)]
+        self.steps.append(("pack", "the world folder", 1.0))
+        if self.playable:
+            self.steps.append(("eval", f"{p.eval_seeds} unseen levels, horizons {','.join(map(str, p.horizons))}; "
+                                       f"{p.content_streams} x {p.content_frames} frames of long play", p.eval_seconds))
+        self.steps.append(("bench", f"frames/s at batch {', '.join(map(str, p.bench_batches))}", 60.0))
+
+    @property
+    def playable(self) -> bool:
+        """Is there a real game to judge the world against?"""
+        return self.env_id != VIDEO_ENV
 
     @property
     def seconds(self) -> float:
         return sum(s for _, _, s in self.steps)
 
     def describe(self) -> str:
-        lines = [f"make-world {self.env_id} -> {self.out} (preset {self.preset.model}):"]
+        source = f"clips of {self.env_id}" if self.video and self.playable else "clips" if self.video else self.env_id
+        lines = [f"make-world {source} -> {self.out} (preset {self.preset.model}):"]
         for i, (name, what, seconds) in enumerate(self.steps):
             lines.append(f"  {i + 1:2d}. {name:<12} {what:<70} ~{_duration(seconds)}")
         lines.append(f"  estimated total ~{_duration(self.seconds)} (finished stages are skipped on a rerun)")
@@ -134,10 +166,21 @@ def default_policy(env_id: str) -> str:
     return "explore" if kit_for(env_id).policy is not None else "random"
 
 
-def make_plan(env_id: str, out: Path, preset: str = "small", episodes: int | None = None, policy: str | None = None,
-              seed: int = 0) -> Plan:
+def make_plan(env_id: str | None, out: Path, preset: str = "small", episodes: int | None = None, policy: str | None = None,
+              seed: int = 0, video: list[Path] | None = None, codes: int = 8) -> Plan:
+    """`env_id`: the game to collect from; with `video`, the game the clips show (its kit's rules
+    pay the reward head, and the world is judged on it), or None."""
     if preset not in PRESETS:
         raise ValueError(f"unknown make-world preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if video:
+        if episodes is not None or policy is not None:
+            raise ValueError("--episodes and --policy choose how to collect play; a world from --video learns from the clips")
+        if codes < 2:
+            raise ValueError(f"--codes must be at least 2 (one code is no control), got {codes}")
+        clips = tuple(find_videos(video))  # refuses a missing path, or a folder with no clips, by name
+        return Plan(env_id or VIDEO_ENV, Path(out), PRESETS[preset], 0, "none", seed, clips, codes)
+    if env_id is None:
+        raise ValueError("make-world needs --env (a game to collect from) or --video (clips to learn from)")
     if episodes is not None and episodes < 2:
         raise ValueError(f"--episodes must be at least 2 (one is held out for validation), got {episodes}")
     policy = policy or default_policy(env_id)
@@ -159,7 +202,23 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
     for i, (name, what, seconds) in enumerate(plan.steps):
         head = f"[{i + 1}/{total}] {name}"
         start = time.monotonic()
-        if name == "collect":
+        if name == "video":
+            if (out / "video" / "manifest.json").exists():
+                log(f"{head}: done")
+                continue
+            _import_video(plan, out / "video")
+        elif name == "lam":
+            if _train_done(runs / "lam", p.lam_steps):
+                log(f"{head}: done ({p.lam_steps} steps)")
+                continue
+            log(f"{head}: {what} (~{_duration(seconds)})")
+            _train_lam(plan, out / "video", runs)
+        elif name == "label":
+            if (data / "manifest.json").exists():
+                log(f"{head}: done")
+                continue
+            _label(plan, out / "video", runs, data)
+        elif name == "collect":
             have = len(EpisodeDataset(data)) if (data / "manifest.json").exists() else 0
             if have >= plan.episodes:
                 log(f"{head}: done ({have} episodes)")
@@ -172,7 +231,7 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
                 log(f"{head}: done ({spec.steps} steps)")
                 continue
             log(f"{head}: {what} (~{_duration(seconds)})")
-            _train(spec, plan, data, runs)
+            _train(spec, plan, out / "video" if plan.video and spec.kind == "ae" else data, runs)
         elif name == "pack":
             if (world / "world.json").exists():
                 log(f"{head}: done")
@@ -183,7 +242,7 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
                 log(f"{head}: done")
                 continue
             log(f"{head}: {what} (~{_duration(seconds)})")
-            _evaluate(plan, data, world, out / "eval", log)
+            _evaluate(plan, data, world, out / "eval", log, runs / "lam" / "export" if plan.video else None)
         elif name == "bench":
             if (out / "bench.json").exists():
                 log(f"{head}: done")
@@ -196,15 +255,46 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
 def _collect(plan: Plan, data: Path, episodes: int) -> None:
     from worldgen.data.collect import collect
     from worldgen.data.policies import RandomRepeatPolicy
-    from worldgen.data.sources import make_source_env
+    from worldgen.data.sources import make_source_env, probe_action_meanings
 
     if plan.policy == "explore":
         policy = kit_for(plan.env_id).policy(plan.seed)
     else:
-        probe = make_source_env(plan.env_id)
-        policy = RandomRepeatPolicy(int(probe.action_space.n), seed=plan.seed)
-        probe.close()
+        policy = RandomRepeatPolicy(len(probe_action_meanings(lambda: make_source_env(plan.env_id))), seed=plan.seed)
     collect(plan.env_id, data, episodes, policy, plan.policy, seed=plan.seed)
+
+
+def _import_video(plan: Plan, video: Path) -> None:
+    from worldgen.data.video import dataset_from_videos
+
+    dataset_from_videos(list(plan.video), video)
+
+
+def _train_lam(plan: Plan, video: Path, runs: Path) -> None:
+    from worldgen.checkpoint import list_states
+    from worldgen.train.stages import resolve_config, run_stage
+
+    threads = [s for s in plan.preset.stages[0].sets if s.startswith("run.threads=")]
+    sets = [*threads, f"run.steps={plan.preset.lam_steps}", f"model.codes={plan.codes}", f"ae={runs}/ae/export"]
+    cfg = resolve_config("lam", plan.preset.model, None, sets)
+    run_stage("lam", cfg, video, runs / "lam", resume=bool(list_states(runs / "lam")))
+
+
+def _label(plan: Plan, video: Path, runs: Path, data: Path) -> None:
+    """The clips with the codes as their actions; the frames' latents are the same, so the
+    labelled copy shares the clips' latent cache (hard links) instead of encoding them again."""
+    import os
+
+    from worldgen.lam import label_dataset
+
+    label_dataset(video, data, runs / "lam" / "export", plan.env_id if plan.playable else None, progress=False)
+    for src in (video / "latents").rglob("*"):
+        dst = data / "latents" / src.relative_to(video / "latents")
+        if src.is_dir():
+            dst.mkdir(parents=True, exist_ok=True)
+        elif not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, dst)
 
 
 def _train_done(run: Path, steps: int) -> bool:
@@ -230,14 +320,18 @@ def _train(spec: StageSpec, plan: Plan, data: Path, runs: Path) -> None:
 def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
     from worldgen.data.sources import qualified_env_id
     from worldgen.data.storage import read_manifest
-    from worldgen.world import pack_world, spec_for
+    from worldgen.world import opening_frames, pack_world, spec_for
 
-    spec = spec_for(runs / "scd_own" / "export", read_manifest(data), qualified_env_id(plan.env_id), plan.out.name)
-    pack_world(world, spec, runs / "ae" / "export", runs / "scd_own" / "export", runs / "reward" / "export",
-               teacher=runs / "teacher_own" / "export")
+    source = qualified_env_id(plan.env_id) if plan.playable else VIDEO_ENV
+    spec = spec_for(runs / "scd_own" / "export", read_manifest(data), source, plan.out.name)
+    prompts = None if plan.playable else opening_frames(data, spec.context)
+    reward = runs / "reward" / "export" if any(name == "reward" for name, _, _ in plan.steps) else None
+    pack_world(world, spec, runs / "ae" / "export", runs / "scd_own" / "export", reward,
+               teacher=runs / "teacher_own" / "export", prompts=prompts)
 
 
-def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[str], None]) -> None:
+def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[str], None], lam: Path | None) -> None:
+    """`lam`: a world on latent actions is given the codes its model reads off the real frames."""
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.eval import Method
     from worldgen.reference import held_out_seeds
@@ -251,8 +345,13 @@ def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callab
     methods = [Method("repeat last frame", None)] + [
         Method(f"world {n}-step", world.net, Sampler("consistency", n, noise)) for n in (2, 1)]
     used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
+    relabel = None
+    if lam is not None:
+        from worldgen.lam import LatentActions
+
+        relabel = LatentActions.load(lam, world.device).frame_codes
     evaluate_world(world, methods, out, held_out_seeds(p.eval_seeds, used), list(p.horizons), used,
-                   content_frames=p.content_frames, content_streams=p.content_streams, log=log)
+                   content_frames=p.content_frames, content_streams=p.content_streams, log=log, relabel=relabel)
 
 
 def _bench(p: MakeWorldPreset, world: Path, out: Path) -> None:

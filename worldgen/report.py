@@ -13,6 +13,7 @@ import numpy as np
 from worldgen.atomic import atomic_path, write_atomic
 from worldgen.content import content_report, record_streams, write_content
 from worldgen.data.policies import RandomRepeatPolicy
+from worldgen.data.sources import probe_action_meanings
 from worldgen.eval import Method, autoencoder_report, evaluate
 from worldgen.frames import frequent_colours, labelled_grid
 from worldgen.kit import colour_content, kit_for
@@ -59,14 +60,6 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
         picture = labelled_grid(rows, [f"frame {s}" for s in steps])
         with atomic_path(out / "real_vs_generated.png", ".png") as tmp:
             Image.fromarray(picture).save(tmp)
-
-
-def _action_count(make_env: Callable[[], Any]) -> int:
-    env = make_env()
-    try:
-        return int(env.action_space.n)
-    finally:
-        env.close()
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -123,7 +116,7 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
     """
     spec = world.spec
     kit = kit_for(spec.source_env)
-    keys = len(spec.action_meanings) if relabel is None else _action_count(world.make_source)
+    keys = len(spec.action_meanings) if relabel is None else len(probe_action_meanings(world.make_source))
     new_policy = kit.policy or (lambda seed: RandomRepeatPolicy(keys, seed=seed))
     longest = max(horizons + [16])  # 16: the longer controllability horizon
     refs = record_references(world.make_source, new_policy(0), seeds, longest + spec.context + extra_steps, kit.objects_of)

@@ -2,9 +2,10 @@
 
 A world folder (a checkpoint, or a name under `models/pretrained/`) holds `world.json` and
 the exports of its autoencoder (`ae/`), dynamics network (`dynamics/`) and reward head
-(`reward/`), each `model.safetensors` + `config.json`; optionally the diffusion teacher the
+(`reward/`; absent in a world learnt from video without rewards, which pays nothing), each `model.safetensors` + `config.json`; optionally the diffusion teacher the
 dynamics were distilled from (`teacher/`), which `worldgen eval` and `worldgen bench` compare
-against.
+against, and, for a world learnt from video alone (no game to start levels from), the clips'
+opening frames (`prompts.npz`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import models
 from worldgen.atomic import atomic_folder
 from worldgen.checkpoint import CheckpointError
 from worldgen.codec import LatentCodec
+from worldgen.data.video import VIDEO_ENV
 from worldgen.rollout import SAMPLERS, Sampler, for_inference, predict_next, predict_reward
 
 WORLD_FILE = "world.json"
+PROMPTS_FILE = "prompts.npz"
 PRETRAINED = Path(models.__file__).resolve().parent / "pretrained"
 MAX_ACTIONS = 256
 MAX_CONTEXT = 64
@@ -72,17 +75,39 @@ def resolve_world(world: str | Path) -> Path:
     )
 
 
-def pack_world(out: Path, spec: WorldSpec, ae: Path, dynamics: Path, reward: Path, card: str | None = None,
-               teacher: Path | None = None) -> Path:
-    """Assemble a world folder from stage exports (copied), atomically."""
-    parts = [("ae", ae), ("dynamics", dynamics), ("reward", reward)] + ([("teacher", teacher)] if teacher else [])
+def pack_world(out: Path, spec: WorldSpec, ae: Path, dynamics: Path, reward: Path | None, card: str | None = None,
+               teacher: Path | None = None, prompts: np.ndarray | None = None) -> Path:
+    """Assemble a world folder from stage exports (copied), atomically. `reward` None: a world
+    learnt from video without rewards, which pays nothing. `prompts` (n, K, H, W, 3) uint8:
+    opening frames that level seeds pick from, for a world with no game to make."""
+    parts = [("ae", ae), ("dynamics", dynamics)] + [(n, p) for n, p in (("reward", reward), ("teacher", teacher)) if p]
     with atomic_folder(Path(out)) as tmp:
         for name, src in parts:
             shutil.copytree(src, tmp / name)
         (tmp / WORLD_FILE).write_text(json.dumps(asdict(spec), indent=1))
         if card is not None:
             (tmp / "README.md").write_text(card)
+        if prompts is not None:
+            np.savez_compressed(tmp / PROMPTS_FILE, frames=_checked_prompts(prompts, spec, "prompts"))
     return Path(out)
+
+
+def opening_frames(data: Path, k: int, most: int = 16) -> np.ndarray:
+    """The first `k` frames of up to `most` episodes of a dataset, (n, k, H, W, 3) uint8: where a
+    world learnt from video starts when no game can draw it a level."""
+    from worldgen.data.dataset import EpisodeDataset
+
+    dataset = EpisodeDataset(data)
+    return np.stack([shard.frames()[:k] for shard in dataset.shards[:most] if shard.num_steps >= k - 1])
+
+
+def _checked_prompts(prompts: Any, spec: WorldSpec, where: str) -> np.ndarray:
+    prompts = np.asarray(prompts)
+    size = spec.frame_size
+    if prompts.dtype != np.uint8 or prompts.ndim != 5 or prompts.shape[2:] != (size, size, 3) or 0 in prompts.shape[:2]:
+        raise CheckpointError(f"{where}: opening frames must be (n, K, {size}, {size}, 3) uint8 with n, K > 0, "
+                              f"got {prompts.dtype} {prompts.shape}")
+    return prompts
 
 
 def spec_for(dynamics: Path, manifest: dict[str, Any], source_env: str, name: str) -> WorldSpec:
@@ -101,7 +126,7 @@ def spec_for(dynamics: Path, manifest: dict[str, Any], source_env: str, name: st
         default_steps=2 if consistency else 32,
         context_noise=float(config["play_context_noise"]),
         training_seeds=sorted({int(shard["level_seed"]) for shard in manifest["shards"] if "level_seed" in shard}),
-        fps=steps_per_second(source_env),
+        fps=round(manifest["fps"]) if manifest.get("fps") else steps_per_second(source_env),
     )
 
 
@@ -249,12 +274,15 @@ class World:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         ae, ae_config = load_export(folder / "ae", "autoencoder", device)
         net = load_export(folder / "dynamics", "dynamics", device)[0]
-        reward_head = load_export(folder / "reward", "reward", device)[0]
+        reward_head = load_export(folder / "reward", "reward", device)[0] if (folder / "reward").exists() else None
         self._setup(spec, ae, net, reward_head, folder, ae_config.get("frame_size"), sampling_steps, batch_size, compile,
                     trusted_modules)
+        if (folder / PROMPTS_FILE).exists():
+            with np.load(folder / PROMPTS_FILE, allow_pickle=False) as stored:
+                self.prompts = _checked_prompts(stored["frames"], spec, str(folder / PROMPTS_FILE))
 
     @classmethod
-    def from_modules(cls, spec: WorldSpec, ae: nn.Module, dynamics: nn.Module, reward_head: nn.Module,
+    def from_modules(cls, spec: WorldSpec, ae: nn.Module, dynamics: nn.Module, reward_head: nn.Module | None,
                      sampling_steps: int | None = None, batch_size: int = 1, compile: bool = False,
                      trusted_modules: Sequence[str] = ()) -> "World":
         """A world from networks already in memory (on one device): a run being trained, or
@@ -263,23 +291,24 @@ class World:
         if problems:
             raise ValueError(f"world spec {spec.name!r}: " + "; ".join(problems))
         world = cls.__new__(cls)
-        world._setup(spec, ae.eval(), dynamics.eval(), reward_head.eval(), None, None, sampling_steps, batch_size, compile,
+        world._setup(spec, ae.eval(), dynamics.eval(), None if reward_head is None else reward_head.eval(), None, None, sampling_steps, batch_size, compile,
                      trusted_modules)
         return world
 
-    def _setup(self, spec: WorldSpec, ae: nn.Module, net: nn.Module, reward_head: nn.Module, folder: Path | None,
+    def _setup(self, spec: WorldSpec, ae: nn.Module, net: nn.Module, reward_head: nn.Module | None, folder: Path | None,
                trained_size: int | None, sampling_steps: int | None, batch_size: int, compile: bool,
                trusted_modules: Sequence[str]) -> None:
         if not _is_int(batch_size, 1, 1 << 16):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.spec, self.trusted_modules = spec, tuple(trusted_modules)
         self.folder = folder  # where the world was loaded from; None for one built from modules
+        self.prompts: np.ndarray | None = None  # opening frames of a world with no game to make
         self.ae, self.net, self.reward_head = ae, net, reward_head
         self.device = next(net.parameters()).device
         self.codec = LatentCodec(ae, self.device)
         self._check_parts(trained_size)
-        self.ae.decoder, self.net, self.reward_head = (
-            for_inference(m, compile) for m in (self.ae.decoder, self.net, self.reward_head))
+        self.ae.decoder, self.net = (for_inference(m, compile) for m in (self.ae.decoder, self.net))
+        self.reward_head = None if reward_head is None else for_inference(reward_head, compile)  # None: it pays nothing
         self.batch_size = batch_size
         self.sampling_steps = sampling_steps or self.spec.default_steps
         self.generators = [torch.Generator(self.device) for _ in range(batch_size)]
@@ -305,7 +334,7 @@ class World:
             problems.append(f"context is {spec.context} but the dynamics network takes {net.context} frames")
         if net.num_actions != len(spec.action_meanings):
             problems.append(f"action_meanings names {len(spec.action_meanings)} actions but the dynamics network takes {net.num_actions}")
-        head = self.reward_head.cfg
+        head = self.reward_head.cfg if self.reward_head is not None else net
         if (head.context, head.num_actions) != (net.context, net.num_actions):
             problems.append(f"the reward head takes {head.context} frames and {head.num_actions} actions, the dynamics network "
                             f"{net.context} and {net.num_actions}")
@@ -318,8 +347,11 @@ class World:
         """The real game the world was trained on, as it was recorded (RGB frames at the world's
         size, Atari without sticky actions), made without importing any module the world's files
         name unless the user trusted it."""
-        from worldgen.data.sources import make_source_env, trusted_env_id
+        from worldgen.data.sources import SourceEnvError, make_source_env, trusted_env_id
 
+        if self.spec.source_env == VIDEO_ENV:
+            raise SourceEnvError(f"{self._where} was learnt from video alone: there is no real game to make beside it "
+                                 "(it starts from its clips' opening frames, or from an image prompt)")
         return make_source_env(trusted_env_id(self.spec.source_env, self.trusted_modules), self.spec.frame_size, **kwargs)
 
     @property
@@ -386,6 +418,8 @@ class World:
             seed = 0 if prompt is None else int(prompt)
             if not 0 <= seed < 2**32:
                 raise ValueError(f"a level-seed prompt must be an integer in [0, 2**32), got {seed}")
+            if self.prompts is not None:
+                return self.prompts[seed % len(self.prompts)]
             return self.source_frame(seed)[None]
         if isinstance(prompt, (str, Path)):
             return load_image(prompt, size)[None]
@@ -404,7 +438,10 @@ class World:
         return frames
 
     def source_frame(self, seed: int) -> np.ndarray:
-        """The first frame of the source game at a level seed."""
+        """The first frame of the source game at a level seed (of the opening frames it picks,
+        for a world learnt from video)."""
+        if self.prompts is not None:
+            return self.prompts[seed % len(self.prompts)][-1]
         env = self.make_source()
         try:
             frame, _ = env.reset(seed=seed)
@@ -438,7 +475,10 @@ class World:
         if not torch.isfinite(nxt).all():
             raise CheckpointError(f"{self._where}: the world drew NaN or infinite values at step {int(self.steps.max()) + 1}; "
                                   "its networks are broken")
-        reward, ended = predict_reward(self.reward_head, self.context, acts, nxt)
+        if self.reward_head is not None:
+            reward, ended = predict_reward(self.reward_head, self.context, acts, nxt)
+        else:
+            reward, ended = torch.zeros(self.batch_size), torch.zeros(self.batch_size, dtype=torch.bool)
         frames = self.codec.decode(nxt)
         self.context = torch.cat([self.context[:, 1:], nxt[:, None]], dim=1)
         self.actions = acts[:, 1:]

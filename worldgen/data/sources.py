@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -181,3 +181,13 @@ def action_meanings(env: gym.Env) -> list[str]:
         return list(env.unwrapped.get_action_meanings())
     except AttributeError:
         return [f"ACTION_{i}" for i in range(env.action_space.n)]
+
+
+def probe_action_meanings(make_env: Callable[[], gym.Env]) -> list[str]:
+    """The action names of an env made only to read them: policies and baselines need the
+    action count before any episode starts."""
+    env = make_env()
+    try:
+        return action_meanings(env)
+    finally:
+        env.close()

@@ -56,7 +56,7 @@ class RewardStage:
         self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, 0, device=run_device(cfg.run))
         if self.data.train.episodes.manifest.get("rewards") == "unknown":
             raise ValueError(f"{data} has no rewards (labelled from video); label it with a game's rules "
-                             "(`worldgen data label --rules ENV_ID`) or make the world without a reward head")
+                             "(`worldgen data label --rules ENV_ID`) or pack the world without a reward head (`worldgen pack --reward ''`)")
         cfg.model.num_actions = len(self.data.train.episodes.action_meanings)
         cfg.model.latent_channels = self.data.train.latents.latent_shape[0]
         self.head = RewardHead(cfg.model)
