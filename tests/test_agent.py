@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from worldgen.agent import Score, baselines, episode_returns, load_agent
+from worldgen.agent import Score, baselines, episode_returns, load_agent, new_episode
 from worldgen.cli import main
 
 PLATFORMER = "worldgen/Platformer-v0"
@@ -33,6 +33,25 @@ def test_a_world_trained_agent_is_saved_and_scored_in_the_real_game(tiny_world, 
     assert "--trust-agent" in capsys.readouterr().err
     assert main([*args[:-1], str(tmp_path / "greedy.zip"), "--ent-coef", "-1"]) == 2
     assert "--ent-coef must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_an_agent_on_stacked_frames_sees_its_last_frames_and_forgets_them_at_an_episode_start(tiny_world, tmp_path):
+    common = ["agent", "train", "--world", str(tiny_world), "--steps", "32", "--num-envs", "2", "--n-steps", "16",
+              "--max-episode-steps", "20", "--threads", "1"]
+    assert main([*common, "--frame-stack", "3", "--out", str(tmp_path / "stacked.zip")]) == 0
+    assert main([*common, "--frame-stack", "1", "--out", str(tmp_path / "single.zip")]) == 0
+    act = load_agent(tmp_path / "stacked.zip", trusted=True)
+    assert act.stack == 3 and load_agent(tmp_path / "single.zip", trusted=True).stack == 1
+    frames = np.random.default_rng(1).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    zero = np.zeros_like(frames[0])
+    seen, predict = [], act.model.predict
+    act.model.predict = lambda obs, deterministic: seen.append(obs) or predict(obs, deterministic=deterministic)
+    played = [act(f) for f in frames]
+    assert np.array_equal(seen[0], np.concatenate([zero, zero, frames[0]], axis=-1))
+    assert np.array_equal(seen[4], np.concatenate(frames[2:5], axis=-1))
+    new_episode(act)
+    assert [act(f) for f in frames] == played  # a new episode starts from zeros again, not from the last frames
+    assert np.array_equal(seen[6], seen[0])
 
 
 def test_eval_prints_every_policy_with_its_interval(tmp_path, capsys, monkeypatch):

@@ -8,6 +8,7 @@ holding pickled objects), so loading one is for agents you trust.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +22,35 @@ from worldgen.kit import EventRules
 
 ALGOS = ("ppo", "a2c")
 Act = Callable[[np.ndarray], int]
-"""A policy as the real game sees it: frame (H, W, 3) uint8 -> action."""
+"""A policy as the real game sees it: frame (H, W, 3) uint8 -> action. One with memory (an agent
+on stacked frames) also has `reset()`, which `new_episode` calls at each episode's start."""
+
+
+def new_episode(act: Act) -> None:
+    """Tell a policy with memory that an episode starts (a stateless one has nothing to forget)."""
+    reset = getattr(act, "reset", None)
+    if reset is not None:
+        reset()
+
+
+class AgentPolicy:
+    """A saved agent as a deterministic policy. An agent trained on `stack` stacked frames sees
+    them here too: it keeps its own last frames, zeros before an episode's first, as Stable-
+    Baselines3's VecFrameStack gave them in training."""
+
+    def __init__(self, model: Any, stack: int) -> None:
+        self.model, self.stack = model, stack
+        self.frames: deque[np.ndarray] = deque(maxlen=stack)
+
+    def reset(self) -> None:
+        self.frames.clear()
+
+    def __call__(self, frame: np.ndarray) -> int:
+        frame = np.asarray(frame)
+        if not self.frames:
+            self.frames.extend([np.zeros_like(frame)] * (self.stack - 1))
+        self.frames.append(frame)
+        return int(self.model.predict(np.concatenate(self.frames, axis=-1), deterministic=True)[0])
 
 
 def _sb3() -> Any:
@@ -89,11 +118,12 @@ def real_vec_env(make_env: Callable[[], gym.Env], num_envs: int) -> Any:
 
 
 def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: int = 0, n_steps: int = 128,
-                ent_coef: float = 0.01, tensorboard: Path | None = None, progress: bool = True) -> Path:
+                ent_coef: float = 0.01, tensorboard: Path | None = None, progress: bool = True, frame_stack: int = 4) -> Path:
     """Train a CNN policy for `steps` environment steps on `vec_env` and save it to `out` (.zip),
     atomically: an interrupted run leaves no half-written agent. `ent_coef`: the entropy bonus
     (Stable-Baselines3's default, 0, lets the policy collapse onto one action long before a
-    sparse reward such as a coin or the flag is found)."""
+    sparse reward such as a coin or the flag is found). `frame_stack`: the policy sees its last
+    frames, as Atari agents do: one frame shows where things are, not how fast they move."""
     if algo not in ALGOS:
         raise ValueError(f"--algo must be one of {', '.join(ALGOS)}, got {algo!r}")
     if steps < 1:
@@ -119,6 +149,12 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     cls = {"ppo": sb3.PPO, "a2c": sb3.A2C}[algo]
     if not 0.0 <= ent_coef < float("inf"):
         raise ValueError(f"--ent-coef must be a finite number >= 0, got {ent_coef}")
+    if not isinstance(frame_stack, int) or frame_stack < 1:
+        raise ValueError(f"--frame-stack must be an integer >= 1, got {frame_stack!r}")
+    if frame_stack > 1:
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        vec_env = VecFrameStack(vec_env, frame_stack, channels_order="last")
     kwargs: dict[str, Any] = {"n_steps": n_steps, "ent_coef": ent_coef}
     if algo == "ppo":
         kwargs["batch_size"] = min(256, n_steps * vec_env.num_envs)
@@ -149,7 +185,8 @@ def load_agent(path: Path, trusted: bool) -> Act:
             continue
     else:
         raise ValueError(f"{path}: not a stable-baselines3 PPO, A2C or DQN agent")
-    return lambda frame: int(model.predict(frame, deterministic=True)[0])
+    shape = model.observation_space.shape  # (C, H, W) once Stable-Baselines3 has moved the channels first
+    return AgentPolicy(model, min(shape[0], shape[-1]) // 3)
 
 
 def episode_returns(make_env: Callable[[], gym.Env], act: Act, seeds: list[int], progress: bool = False,
@@ -165,6 +202,7 @@ def episode_returns(make_env: Callable[[], gym.Env], act: Act, seeds: list[int],
     out = []
     for seed in tqdm(seeds, desc=name, unit="ep", disable=not progress):
         obs, _ = env.reset(seed=seed, options={"prompt": seed} if prompt else None)
+        new_episode(act)
         total, done, frames = 0.0, False, [obs]
         while not done:
             obs, reward, terminated, truncated, _ = env.step(act(obs))

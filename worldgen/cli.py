@@ -386,7 +386,8 @@ def _agent_train(args: argparse.Namespace) -> int:
                                              world=str(args.world), max_episode_steps=args.max_episode_steps,
                                              autoreset_mode="same_step"))
         where = f"world {args.world}"
-    out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard)
+    out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard,
+                      frame_stack=args.frame_stack)
     print(f"trained {args.algo} for {args.steps} steps in {where}: {out}")
     return 0
 
@@ -598,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-steps", type=_positive, default=128, help="rollout length per env between updates")
     p.add_argument("--max-episode-steps", type=_positive, default=1000, help="training episodes (in the world or the real game) are cut after this many steps")
     p.add_argument("--ent-coef", type=float, default=0.01, help="entropy bonus (keeps exploring until sparse rewards are found)")
+    p.add_argument("--frame-stack", type=_positive, default=4, help="frames the policy sees at once (motion, not only places)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive, default=2, help="torch CPU threads")
     p.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log folder")

@@ -204,8 +204,14 @@ def make_policy(spec: str, num_actions: int, seed: int, trust_agent: bool = Fals
             raise ValueError(f"{path}: expected a non-empty list of actions (integers in [0, {num_actions})), or a clip holding one")
         return lambda frame, t: actions[t % len(actions)]
     if path.suffix == ".zip":
-        from worldgen.agent import load_agent
+        from worldgen.agent import load_agent, new_episode
 
         act = load_agent(path, trust_agent)
-        return lambda frame, t: act(frame)
+
+        def agent(frame: np.ndarray, t: int) -> int:
+            if t == 0:
+                new_episode(act)
+            return act(frame)
+
+        return agent
     raise ValueError(f"--policy takes random, ACTIONS.json or an agent .zip, got {spec!r}")

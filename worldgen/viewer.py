@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from worldgen.agent import new_episode
 from worldgen.frames import psnr
 from worldgen.record import Clip, write_video
 from worldgen.world import World
@@ -172,6 +173,8 @@ class Viewer:
         def reset() -> tuple[np.ndarray, np.ndarray | None]:
             nonlocal real_env, real_done
             history.clear()
+            if self.agent is not None:
+                new_episode(self.agent)
             if self.make_real:
                 real_env = real_env or self.make_real()
                 real, _ = real_env.reset(seed=self.prompt)
