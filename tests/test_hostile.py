@@ -299,6 +299,7 @@ def test_absurd_model_configs_fail_before_allocating(world_copy, model, capsys, 
     ("action_meanings", ["NOOP", "RIGHT"], "names 2 actions"),
     ("sampler", "magic", "sampler must be one of"),
     ("default_steps", 7, "default_steps must be"),
+    ("mid_time", 1.6, "mid_time must be a number in (0, 1.5645)"),
 ])
 def test_world_descriptions_that_do_not_fit_the_networks(world_copy, field, value, message):
     edit_json(world_copy / "world.json", **{field: value})

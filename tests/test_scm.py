@@ -132,7 +132,24 @@ def test_time_proposal_and_schedules():
     assert times[0] == pytest.approx(scm.T_MAX, abs=1e-6) and times[-1] == 0 and (times.diff() < 0).all()
     assert scm.consistency_times(1) == [scm.T_MAX]
     assert scm.consistency_times(2) == [scm.T_MAX, pytest.approx(scm.T_MID)]
+    assert scm.consistency_times(2, 1.4) == [scm.T_MAX, pytest.approx(1.4)]
     assert scm.T_MAX == pytest.approx(math.atan(160))
+    for bad in (0.0, scm.T_MAX, float("nan")):
+        with pytest.raises(ValueError, match="second step's time must lie in"):
+            scm.consistency_times(2, bad)
+
+
+def test_the_second_step_starts_where_asked():
+    seen = []
+
+    def F(x, t):  # a stand-in denoiser: records each call's time
+        seen.append(float(t[0]))
+        return torch.zeros_like(x)
+
+    g = torch.Generator().manual_seed(0)
+    for mid in (0.8, 1.4):
+        scm.sample_consistency(F, (2, 4, 8, 8), 2, generator=g, mid=mid)
+    assert seen == [pytest.approx(scm.T_MAX), pytest.approx(0.8), pytest.approx(scm.T_MAX), pytest.approx(1.4)]
 
 
 @pytest.mark.parametrize("sampler,steps", [("ode", 8), ("consistency", 1), ("consistency", 2)])

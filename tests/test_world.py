@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -43,6 +44,29 @@ def test_deterministic_under_a_seed_and_rewinds_through_snapshots(tiny_world):
     assert all(np.array_equal(a, world.step([5, 5]).frames) for a in ahead)
     world.reset(frames_of(), seed=4)
     assert not np.array_equal(world.step([2, 1]).frames, runs[0][0])
+
+
+def test_a_world_plays_with_the_second_step_time_its_description_names(tiny_world, tmp_path):
+    import json
+    import shutil
+
+    import torch
+
+    from worldgen.rollout import Sampler, predict_next
+
+    later = Path(shutil.copytree(tiny_world, tmp_path / "later"))
+    spec = json.loads((later / "world.json").read_text())
+    (later / "world.json").write_text(json.dumps({**spec, "mid_time": 1.45}))
+    world, default = World(later), World(tiny_world)
+    assert world.sampler.mid_time == 1.45 and default.sampler.mid_time == pytest.approx(1.1)
+    world.reset(frames_of(), seed=0)
+    context, actions = world.context.clone(), torch.cat([world.actions, torch.tensor([[2]])], dim=1)
+    drawn = world.step([2]).frames
+    g = torch.Generator().manual_seed(0)
+    expected = world.codec.decode(predict_next(world.net, context, actions, Sampler("consistency", 2, spec["context_noise"], 1.45), [g]))
+    assert np.array_equal(drawn, expected)
+    default.reset(frames_of(), seed=0)
+    assert not np.array_equal(default.step([2]).frames, drawn)
 
 
 def test_prompts_frames_image_and_level_seed(tiny_world, tmp_path):

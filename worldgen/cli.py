@@ -315,10 +315,10 @@ def _eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     world = World(args.world, trusted_modules=args.trust_module)
     spec = world.spec
-    noise = spec.context_noise
+    noise, mid = spec.context_noise, spec.mid_time if args.mid_time is None else args.mid_time
     methods = [Method("repeat last frame", None)]
     if spec.sampler == "consistency":
-        methods += [Method(f"world {n}-step", world.net, Sampler("consistency", n, noise)) for n in (2, 1)]
+        methods += [Method(f"world {n}-step", world.net, Sampler("consistency", n, noise, mid)) for n in (2, 1)]
     else:
         methods.append(Method(f"world {spec.default_steps}-step", world.net, Sampler("ode", spec.default_steps, noise)))
     teacher_path = None if args.no_teacher else args.teacher or teacher_of(world.folder)
@@ -332,7 +332,7 @@ def _eval(args: argparse.Namespace) -> int:
         path, _, steps = rest.partition(":")
         net, config = load_export(Path(path), "dynamics", world.device)
         kind = config["sampler"]
-        sampler = Sampler(kind, int(steps or (2 if kind == "consistency" else 32)), float(play_noise) if play_noise else noise)
+        sampler = Sampler(kind, int(steps or (2 if kind == "consistency" else 32)), float(play_noise) if play_noise else noise, mid)
         methods.append(Method(name, for_inference(net), sampler))
     relabel = None
     if args.lam:
@@ -571,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", action="append", default=[], metavar="NAME=EXPORT[:STEPS][@NOISE]",
                    help="another dynamics export to compare, at STEPS sampling steps and context noise NOISE at play (default: the world's)")
     p.add_argument("--data", type=Path, default=None, help="the training dataset, whose level seeds are left out (besides those world.json lists)")
+    p.add_argument("--mid-time", type=float, default=None,
+                   help="the 2-step sampler's second-step time for every consistency method (default: the world's mid_time)")
     p.add_argument("--seeds", type=int, default=16, help="how many unseen level seeds")
     p.add_argument("--seed-list", type=int, nargs="+", default=None)
     p.add_argument("--horizons", default="1,8,32,128")

@@ -343,7 +343,7 @@ def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callab
     world = World(world_folder)
     noise = world.spec.context_noise
     methods = [Method("repeat last frame", None)] + [
-        Method(f"world {n}-step", world.net, Sampler("consistency", n, noise)) for n in (2, 1)]
+        Method(f"world {n}-step", world.net, Sampler("consistency", n, noise, world.spec.mid_time)) for n in (2, 1)]
     used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
     relabel = None
     if lam is not None:

@@ -53,6 +53,8 @@ class Sampler:
     kind: str = "consistency"
     steps: int = 2
     context_noise: float = 0.05
+    mid_time: float = scm.T_MID
+    """The consistency sampler's second step starts at this time (TrigFlow t)."""
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLERS:
@@ -62,6 +64,8 @@ class Sampler:
             raise ValueError(f"a {self.kind} sampler takes {'1 or 2' if self.kind == 'consistency' else 'at least 1'} steps, got {self.steps!r}")
         if not 0 <= self.context_noise < float("inf"):
             raise ValueError(f"context noise must be a finite level >= 0, got {self.context_noise!r}")
+        if not 0.0 < self.mid_time < scm.T_MAX:
+            raise ValueError(f"the second step's time must lie in (0, {scm.T_MAX:.4f}), got {self.mid_time!r}")
 
 
 @torch.no_grad()
@@ -74,8 +78,9 @@ def predict_next(net: nn.Module, context: torch.Tensor, actions: torch.Tensor, s
     ctx = noise_context(context, level, generator) if sampler.context_noise > 0 else context
     F = bind(net, ctx, actions, level)
     shape = (b, *context.shape[2:])
-    draw = scm.sample_ode if sampler.kind == "ode" else scm.sample_consistency
-    return draw(F, shape, sampler.steps, generator=generator, device=context.device)
+    if sampler.kind == "ode":
+        return scm.sample_ode(F, shape, sampler.steps, generator=generator, device=context.device)
+    return scm.sample_consistency(F, shape, sampler.steps, generator=generator, device=context.device, mid=sampler.mid_time)
 
 
 @torch.no_grad()

@@ -28,7 +28,8 @@ what else is in the batch, as EDM seeds each image)."""
 SIGMA_D = 0.5
 T_MAX = math.atan(80.0 / SIGMA_D)  # about 1.5645: sigma = sigma_d tan(t) = 80
 T_MID = 1.1
-"""Intermediate time of the 2-step sampler (sCM, Sec. 5)."""
+"""Intermediate time of the 2-step sampler (sCM, Sec. 5); a world may play with its own
+(`WorldSpec.mid_time`)."""
 
 
 def randn(shape: tuple[int, ...], generator: Generators = None, device=None) -> torch.Tensor:
@@ -192,23 +193,28 @@ class AdaptiveWeight(nn.Module):
 # --- consistency samplers ---------------------------------------------------------------
 
 
-def consistency_times(steps: int) -> list[float]:
-    """T_MAX, then T_MID for the second step; more steps split (T_MID, 0) evenly in t."""
+def consistency_times(steps: int, mid: float = T_MID) -> list[float]:
+    """T_MAX, then `mid` for the second step; more steps split (mid, 0) evenly in t."""
     if steps < 1:
         raise ValueError(f"need at least 1 sampling step, got {steps}")
+    if not 0.0 < mid < T_MAX:
+        raise ValueError(f"the second step's time must lie in (0, {T_MAX:.4f}), got {mid!r}")
     if steps == 1:
         return [T_MAX]
-    return [T_MAX, *torch.linspace(T_MID, 0.0, steps)[:-1].tolist()]
+    return [T_MAX, *torch.linspace(mid, 0.0, steps)[:-1].tolist()]
 
 
 @torch.no_grad()
 def sample_consistency(
-    F: Denoiser, shape: tuple[int, ...], steps: int, generator: Generators = None, device=None, sigma_d: float = SIGMA_D
+    F: Denoiser, shape: tuple[int, ...], steps: int, generator: Generators = None, device=None, sigma_d: float = SIGMA_D,
+    mid: float = T_MID,
 ) -> torch.Tensor:
-    """1 step: x0 = f(sigma_d z, T_MAX). 2 steps: re-noise to T_MID, x' = cos x0 + sin z', apply f again."""
+    """1 step: x0 = f(sigma_d z, T_MAX). 2 steps: re-noise to `mid`, x' = cos x0 + sin z', apply f again.
+    The later the second step starts (nearer T_MAX), the more of the frame it draws anew instead
+    of sharpening the first step's average."""
     x = randn(shape, generator, device) * sigma_d
     x0 = x
-    for i, t_value in enumerate(consistency_times(steps)):
+    for i, t_value in enumerate(consistency_times(steps, mid)):
         if i:
             z = randn(shape, generator, device) * sigma_d
             x = math.cos(t_value) * x0 + math.sin(t_value) * z

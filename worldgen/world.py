@@ -28,6 +28,7 @@ from worldgen.checkpoint import CheckpointError
 from worldgen.codec import LatentCodec
 from worldgen.data.video import VIDEO_ENV
 from worldgen.rollout import SAMPLERS, Sampler, for_inference, predict_next, predict_reward
+from worldgen.scm import T_MAX, T_MID
 
 WORLD_FILE = "world.json"
 PROMPTS_FILE = "prompts.npz"
@@ -58,6 +59,9 @@ class WorldSpec:
     fps: int = 30
     training_seeds: list[int] = field(default_factory=list)
     """Level seeds of the training episodes: `worldgen eval` judges a world on others."""
+    mid_time: float = T_MID
+    """Where the 2-step sampler's second step starts (TrigFlow t, below T_MAX): later, it draws
+    more of each frame anew, and a world keeps inventing its level instead of averaging it away."""
 
 
 def resolve_world(world: str | Path) -> Path:
@@ -182,6 +186,8 @@ def _spec_problems(spec: WorldSpec) -> list[str]:
         problems.append(f"default_steps must be an integer in [1, {max_steps}] for a {spec.sampler} world, got {spec.default_steps!r}")
     if not isinstance(spec.context_noise, (int, float)) or isinstance(spec.context_noise, bool) or not 0 <= spec.context_noise <= 1:
         problems.append(f"context_noise must be a number in [0, 1], got {spec.context_noise!r}")
+    if not isinstance(spec.mid_time, (int, float)) or isinstance(spec.mid_time, bool) or not 0 < spec.mid_time < T_MAX:
+        problems.append(f"mid_time must be a number in (0, {T_MAX:.4f}), got {spec.mid_time!r}")
     if not _is_int(spec.fps, 1, 240):
         problems.append(f"fps must be an integer in [1, 240], got {spec.fps!r}")
     if not isinstance(spec.training_seeds, list) or not all(_is_int(s, 0, 2**63 - 1) for s in spec.training_seeds):
@@ -364,7 +370,8 @@ class World:
 
     @sampling_steps.setter
     def sampling_steps(self, steps: int) -> None:
-        self.sampler = Sampler(self.spec.sampler, int(steps) if isinstance(steps, np.integer) else steps, self.spec.context_noise)
+        self.sampler = Sampler(self.spec.sampler, int(steps) if isinstance(steps, np.integer) else steps, self.spec.context_noise,
+                               self.spec.mid_time)
 
     # --- prompts ----------------------------------------------------------------------------
 
