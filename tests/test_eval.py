@@ -211,3 +211,21 @@ def test_autoencoder_report_says_nan_for_a_kind_the_frames_never_show():
     coins_only = lambda frame: {"coins": np.array([[10.0, 10.0]]), "enemies": np.zeros((0, 2))}  # noqa: E731
     report = autoencoder_report(LatentCodec(Identity(), torch.device("cpu")), refs(1, 8), coins_only)
     assert report["coins_kept"] == 1.0 and np.isnan(report["enemies_kept"])
+
+
+def test_eval_methods_name_their_steps_noise_and_second_step_time(trained_tiny_world, tmp_path, monkeypatch, capsys):
+    from worldgen import report as report_module
+    from worldgen.cli import main
+
+    used = {}
+    monkeypatch.setattr(report_module, "evaluate_world", lambda world, methods, out, *a, **k: used.update(
+        {m.name: m.sampler for m in methods}) or {"methods": {}, "horizons": [], "autoencoder": {"psnr": 0.0, "colour_recall": {}}})
+    dynamics = trained_tiny_world / "dynamics"
+    args = ["eval", "--world", str(trained_tiny_world), "--no-teacher", "--content-only", "--out", str(tmp_path / "e")]
+    assert main([*args, "--mid-time", "1.3", "--method", f"later={dynamics}:1@0.2~1.45", "--method", f"plain={dynamics}"]) == 0
+    assert used["later"] == Sampler("consistency", 1, 0.2, 1.45)
+    assert used["plain"].mid_time == 1.3 == used["world 2-step"].mid_time and used["plain"].steps == 2
+    assert main([*args, "--method", f"bad={dynamics}:2~soon"]) == 2
+    assert "NAME=EXPORT[:STEPS][@NOISE][~MID]" in capsys.readouterr().err
+    assert main([*args, "--mid-time", "1.6"]) == 2
+    assert "second step's time must lie in" in capsys.readouterr().err

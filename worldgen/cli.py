@@ -328,11 +328,16 @@ def _eval(args: argparse.Namespace) -> int:
                     Method(f"teacher {args.teacher_steps} steps", teacher, Sampler("ode", args.teacher_steps, noise))]
     for item in args.method:
         name, _, rest = item.partition("=")
+        rest, _, method_mid = rest.partition("~")
         rest, _, play_noise = rest.partition("@")
         path, _, steps = rest.partition(":")
+        try:
+            numbers = int(steps or 0), float(play_noise or noise), float(method_mid or mid)
+        except ValueError:
+            raise ValueError(f"--method {item!r}: expected NAME=EXPORT[:STEPS][@NOISE][~MID] with numbers after : @ ~") from None
         net, config = load_export(Path(path), "dynamics", world.device)
         kind = config["sampler"]
-        sampler = Sampler(kind, int(steps or (2 if kind == "consistency" else 32)), float(play_noise) if play_noise else noise, mid)
+        sampler = Sampler(kind, numbers[0] or (2 if kind == "consistency" else 32), numbers[1], numbers[2])
         methods.append(Method(name, for_inference(net), sampler))
     relabel = None
     if args.lam:
@@ -568,8 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", type=Path, default=None, help="a teacher export: adds its 1-step mean and 32 steps (default: the world's own)")
     p.add_argument("--no-teacher", action="store_true", help="leave the teacher out (its 32 steps cost the most)")
     p.add_argument("--teacher-steps", type=int, default=32, help="the teacher's ODE steps (besides its 1-step mean)")
-    p.add_argument("--method", action="append", default=[], metavar="NAME=EXPORT[:STEPS][@NOISE]",
-                   help="another dynamics export to compare, at STEPS sampling steps and context noise NOISE at play (default: the world's)")
+    p.add_argument("--method", action="append", default=[], metavar="NAME=EXPORT[:STEPS][@NOISE][~MID]",
+                   help="another dynamics export to compare, at STEPS sampling steps, context noise NOISE at play and "
+                        "second-step time MID (default: the world's)")
     p.add_argument("--data", type=Path, default=None, help="the training dataset, whose level seeds are left out (besides those world.json lists)")
     p.add_argument("--mid-time", type=float, default=None,
                    help="the 2-step sampler's second-step time for every consistency method (default: the world's mid_time)")
