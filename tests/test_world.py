@@ -137,6 +137,35 @@ def test_the_shipped_platformer_world_is_the_default_and_follows_the_real_game()
         assert world_psnr > repeat_psnr + 3.0, (level, world_psnr, repeat_psnr)
 
 
+def test_the_shipped_platformer_world_keeps_drawing_its_level_as_it_scrolls():
+    """Frames 200-400 of three unseen levels: the world cannot know what scrolls in, but must keep
+    inventing platforms and gaps at a rate like the real game's (with the second step at sCM's
+    t = 1.1 it drew 0.35 of the real platforms here, and fails)."""
+    from envs.platformer import ExplorerPolicy
+    from envs.platformer.content import platformer_content
+
+    levels, world = (1_000_003, 1_000_004, 1_000_005), World(batch_size=3)
+    real, actions = [], []
+    for i, level in enumerate(levels):
+        env, policy = gym.make("worldgen/Platformer-v0"), ExplorerPolicy(seed=0)
+        obs, info = env.reset(seed=level)
+        frames, acts = [obs], []
+        for t in range(396):  # each of these levels runs 396 steps or more
+            acts.append(int(policy.act(obs[None], [info], np.array([t == 0]))[0]))
+            obs, _, _, _, info = env.step(acts[-1])
+            frames.append(obs)
+        world.reset(np.stack(frames[:4]), actions=acts[:3], seed=i, worlds=[i])
+        real.append(np.stack(frames[4:]))
+        actions.append(acts[3:])
+    generated = np.stack([world.step([a[t] for a in actions]).frames for t in range(len(actions[0]))], axis=1)
+    ratio = {}
+    for kind in ("platform_px", "gap_columns"):
+        world_rate = np.mean([platformer_content(g[200:])[kind].mean() for g in generated])
+        real_rate = np.mean([platformer_content(r[200:])[kind].mean() for r in real])
+        ratio[kind] = world_rate / real_rate
+    assert ratio["platform_px"] > 0.5 and ratio["gap_columns"] > 0.3, ratio
+
+
 def test_the_shipped_boxing_world_keeps_both_boxers_and_follows_the_real_game():
     pytest.importorskip("ale_py")
     from envs.atari import GAMES, sprite_detector
