@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from worldgen.data.video import VIDEO_ENV, find_videos
+from worldgen.data.sources import VIDEO_ENV
+from worldgen.data.video import find_videos
 from worldgen.kit import kit_for
 
 

@@ -26,7 +26,6 @@ import models
 from worldgen.atomic import atomic_folder
 from worldgen.checkpoint import CheckpointError
 from worldgen.codec import LatentCodec
-from worldgen.data.video import VIDEO_ENV
 from worldgen.rollout import SAMPLERS, Sampler, for_inference, predict_next, predict_reward
 from worldgen.scm import T_MAX, T_MID
 
@@ -353,7 +352,7 @@ class World:
         """The real game the world was trained on, as it was recorded (RGB frames at the world's
         size, Atari without sticky actions), made without importing any module the world's files
         name unless the user trusted it."""
-        from worldgen.data.sources import SourceEnvError, make_source_env, trusted_env_id
+        from worldgen.data.sources import VIDEO_ENV, SourceEnvError, make_source_env, trusted_env_id
 
         if self.spec.source_env == VIDEO_ENV:
             raise SourceEnvError(f"{self._where} was learnt from video alone: there is no real game to make beside it "

@@ -125,6 +125,9 @@ def steps_per_second(env_id: str) -> int:
     return round(ATARI_FRAMES_PER_SECOND / frameskip) if isinstance(frameskip, int) and frameskip > 0 else 30
 
 
+VIDEO_ENV = "video"
+"""The env id of gameplay that is only video (`worldgen data from-video`): no game to make."""
+
 TRUSTED_ENV_MODULES = ("envs", "ale_py")
 """Modules a world's `source_env` may name without the user's say-so: this project's games
 and the Atari emulator."""

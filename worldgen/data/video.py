@@ -19,12 +19,10 @@ from worldgen.data.storage import (
     DatasetError, Episode, add_to_manifest, dataset_lock, new_manifest, next_shard_index, read_manifest, shard_entry,
     shard_name, write_manifest, write_shard,
 )
-from worldgen.data.sources import resize_frames
+from worldgen.data.sources import VIDEO_ENV, resize_frames
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mkv", ".mov", ".avi")
 UNKNOWN_ACTION = -1
-VIDEO_ENV = "video"
-"""The env id of a dataset made from clips: there is no game to reset."""
 
 
 class VideoError(ValueError):
