@@ -121,3 +121,5 @@ def test_bad_video_requests_say_what_was_wrong(tmp_path):
                                                    "pack", "bench"]
     ruled = make_plan("worldgen/Platformer-v0", tmp_path, "small", video=[tmp_path])
     assert [name for name, _, _ in ruled.steps][-4:] == ["reward", "pack", "eval", "bench"]
+    unruled = make_plan("MountainCar-v0", tmp_path, "small", video=[tmp_path])  # judged on the game, no rewards read off frames
+    assert [name for name, _, _ in unruled.steps][-4:] == ["scd_own", "pack", "eval", "bench"]

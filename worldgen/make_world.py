@@ -11,8 +11,8 @@ kit reads its rules from pictures), pack, eval, bench.
 
 From video (`--video`), Genie's route: the clips become a dataset without actions, a latent
 action model learns the controls from them, its codes label the frames, and the same stages
-train on the codes. The game the clips show (`--rules`), where its kit reads rewards from
-pictures, pays the reward head and judges the world; without it the world starts from the
+train on the codes. The game the clips show (`--env`) judges the world, and where its kit reads
+rewards from pictures they train the reward head; without a game the world starts from the
 clips' own opening frames and pays nothing.
 """
 
@@ -109,7 +109,8 @@ class Plan:
     preset: MakeWorldPreset
     episodes: int
     policy: str
-    """`explore` (the game's scripted player) or `random` (random actions, each held a few steps)."""
+    """`explore` (the game's scripted player), `random` (random actions, each held a few steps),
+    or `none` (a world from video: nobody plays)."""
     seed: int = 0
     video: tuple[Path, ...] = ()
     """Clips: the world is learnt from them, with latent actions."""
@@ -288,7 +289,8 @@ def _label(plan: Plan, video: Path, runs: Path, data: Path) -> None:
 
     from worldgen.lam import label_dataset
 
-    label_dataset(video, data, runs / "lam" / "export", plan.env_id if plan.playable else None, progress=False)
+    rules = plan.env_id if kit_for(plan.env_id).events is not None else None  # a game whose kit reads rewards off frames
+    label_dataset(video, data, runs / "lam" / "export", rules, progress=False)
     for src in (video / "latents").rglob("*"):
         dst = data / "latents" / src.relative_to(video / "latents")
         if src.is_dir():
