@@ -86,7 +86,7 @@ def bench_world(
             report["model_call_ms"]["reward head"] = timed(lambda: world.reward_head(ctx, acts, x), min_seconds) * 1e3
         for steps in (1, 2):
             report["model_call_ms"][f"consistency_{steps}step"] = timed(
-                lambda: predict_next(world.net, ctx, acts, Sampler("consistency", steps, world.spec.context_noise, world.spec.mid_time)), min_seconds) * 1e3
+                lambda: predict_next(world.net, ctx, acts, world.spec.play_sampler(steps)), min_seconds) * 1e3
         if teacher is not None:
             net = for_inference(load_export(Path(teacher), "dynamics", world.device)[0])
             for steps in (8, 32):

@@ -317,10 +317,8 @@ def _eval(args: argparse.Namespace) -> int:
     spec = world.spec
     noise, mid = spec.context_noise, spec.mid_time if args.mid_time is None else args.mid_time
     methods = [Method("repeat last frame", None)]
-    if spec.sampler == "consistency":
-        methods += [Method(f"world {n}-step", world.net, Sampler("consistency", n, noise, mid)) for n in (2, 1)]
-    else:
-        methods.append(Method(f"world {spec.default_steps}-step", world.net, Sampler("ode", spec.default_steps, noise)))
+    steps_tried = (2, 1) if spec.sampler == "consistency" else (spec.default_steps,)
+    methods += [Method(f"world {n}-step", world.net, spec.play_sampler(n, mid)) for n in steps_tried]
     teacher_path = None if args.no_teacher else args.teacher or teacher_of(world.folder)
     if teacher_path:
         teacher = for_inference(load_export(teacher_path, "dynamics", world.device)[0])
@@ -332,12 +330,12 @@ def _eval(args: argparse.Namespace) -> int:
         rest, _, play_noise = rest.partition("@")
         path, _, steps = rest.partition(":")
         try:
-            numbers = int(steps or 0), float(play_noise or noise), float(method_mid or mid)
+            method_steps, method_noise, method_mid = int(steps or 0), float(play_noise or noise), float(method_mid or mid)
         except ValueError:
             raise ValueError(f"--method {item!r}: expected NAME=EXPORT[:STEPS][@NOISE][~MID] with numbers after : @ ~") from None
         net, config = load_export(Path(path), "dynamics", world.device)
         kind = config["sampler"]
-        sampler = Sampler(kind, numbers[0] or (2 if kind == "consistency" else 32), numbers[1], numbers[2])
+        sampler = Sampler(kind, method_steps or (2 if kind == "consistency" else 32), method_noise, method_mid)
         methods.append(Method(name, for_inference(net), sampler))
     relabel = None
     if args.lam:

@@ -339,14 +339,11 @@ def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callab
     from worldgen.eval import Method
     from worldgen.reference import held_out_seeds
     from worldgen.report import evaluate_world
-    from worldgen.rollout import Sampler
     from worldgen.world import World
 
     p = plan.preset
     world = World(world_folder)
-    noise = world.spec.context_noise
-    methods = [Method("repeat last frame", None)] + [
-        Method(f"world {n}-step", world.net, Sampler("consistency", n, noise, world.spec.mid_time)) for n in (2, 1)]
+    methods = [Method("repeat last frame", None)] + [Method(f"world {n}-step", world.net, world.spec.play_sampler(n)) for n in (2, 1)]
     used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
     relabel = None
     if lam is not None:

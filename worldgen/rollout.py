@@ -64,8 +64,7 @@ class Sampler:
             raise ValueError(f"a {self.kind} sampler takes {'1 or 2' if self.kind == 'consistency' else 'at least 1'} steps, got {self.steps!r}")
         if not 0 <= self.context_noise < float("inf"):
             raise ValueError(f"context noise must be a finite level >= 0, got {self.context_noise!r}")
-        if not 0.0 < self.mid_time < scm.T_MAX:
-            raise ValueError(f"the second step's time must lie in (0, {scm.T_MAX:.4f}), got {self.mid_time!r}")
+        scm.check_mid_time(self.mid_time)
 
 
 @torch.no_grad()

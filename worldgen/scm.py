@@ -193,12 +193,17 @@ class AdaptiveWeight(nn.Module):
 # --- consistency samplers ---------------------------------------------------------------
 
 
+def check_mid_time(mid: float) -> None:
+    """A second step must start strictly between the data (0) and the first step (T_MAX)."""
+    if not 0.0 < mid < T_MAX:
+        raise ValueError(f"the second step's time must lie in (0, {T_MAX:.4f}), got {mid!r}")
+
+
 def consistency_times(steps: int, mid: float = T_MID) -> list[float]:
     """T_MAX, then `mid` for the second step; more steps split (mid, 0) evenly in t."""
     if steps < 1:
         raise ValueError(f"need at least 1 sampling step, got {steps}")
-    if not 0.0 < mid < T_MAX:
-        raise ValueError(f"the second step's time must lie in (0, {T_MAX:.4f}), got {mid!r}")
+    check_mid_time(mid)
     if steps == 1:
         return [T_MAX]
     return [T_MAX, *torch.linspace(mid, 0.0, steps)[:-1].tolist()]

@@ -62,6 +62,11 @@ class WorldSpec:
     """Where the 2-step sampler's second step starts (TrigFlow t, below T_MAX): later, it draws
     more of each frame anew, and a world keeps inventing its level instead of averaging it away."""
 
+    def play_sampler(self, steps: int, mid_time: float | None = None) -> Sampler:
+        """How this world draws a frame in `steps` steps: its sampler, context noise and
+        second-step time (`mid_time` overrides the last, to try another)."""
+        return Sampler(self.sampler, steps, self.context_noise, self.mid_time if mid_time is None else mid_time)
+
 
 def resolve_world(world: str | Path) -> Path:
     """A world folder from a path or a pretrained name."""
@@ -369,8 +374,7 @@ class World:
 
     @sampling_steps.setter
     def sampling_steps(self, steps: int) -> None:
-        self.sampler = Sampler(self.spec.sampler, int(steps) if isinstance(steps, np.integer) else steps, self.spec.context_noise,
-                               self.spec.mid_time)
+        self.sampler = self.spec.play_sampler(int(steps) if isinstance(steps, np.integer) else steps)
 
     # --- prompts ----------------------------------------------------------------------------
 
