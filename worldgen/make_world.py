@@ -284,13 +284,12 @@ def _train_lam(plan: Plan, video: Path, runs: Path) -> None:
 
 def _label(plan: Plan, video: Path, runs: Path, data: Path) -> None:
     """The clips with the codes as their actions; the frames' latents are the same, so the
-    labelled copy shares the clips' latent cache (hard links) instead of encoding them again."""
+    labelled copy shares the clips' latent cache (hard links) instead of encoding them again.
+    The links come first: the labelled manifest, written last, marks the stage done."""
     import os
 
     from worldgen.lam import label_dataset
 
-    rules = plan.env_id if kit_for(plan.env_id).events is not None else None  # a game whose kit reads rewards off frames
-    label_dataset(video, data, runs / "lam" / "export", rules, progress=False)
     for src in (video / "latents").rglob("*"):
         dst = data / "latents" / src.relative_to(video / "latents")
         if src.is_dir():
@@ -298,6 +297,8 @@ def _label(plan: Plan, video: Path, runs: Path, data: Path) -> None:
         elif not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.link(src, dst)
+    rules = plan.env_id if kit_for(plan.env_id).events is not None else None  # a game whose kit reads rewards off frames
+    label_dataset(video, data, runs / "lam" / "export", rules, progress=False)
 
 
 def _train_done(run: Path, steps: int) -> bool:
