@@ -53,6 +53,8 @@ class MakeWorldPreset:
     content_frames: int
     content_streams: int
     bench_batches: tuple[int, ...]
+    threads: int
+    """Torch threads of every training stage (0: torch's default, for a GPU machine)."""
     lam_steps: int = 3000
     """The latent action model's steps (worlds from video)."""
     lam_seconds_per_step: float = 0.25
@@ -61,23 +63,22 @@ class MakeWorldPreset:
 
 
 def _stages(ae: int, teacher: int, scd: int, own_teacher: int, own_scd: int, reward: int, judged: tuple[int, int],
-            speed: dict[str, float], threads: int) -> tuple[StageSpec, ...]:
+            speed: dict[str, float]) -> tuple[StageSpec, ...]:
     """The stage list: the same recipe at every size; `judged`: (rollouts, frames) of the reward head's pool."""
-    common = (f"run.threads={threads}",)
     own = ("own.share=0.5", "own.unroll_start=2", f"own.curriculum_steps={max(1, own_teacher * 3 // 8)}")
     return (
-        StageSpec("ae", "ae", ae, common, speed["ae"]),
-        StageSpec("teacher", "teacher", teacher, common, speed["teacher"]),
-        StageSpec("scd", "scm", scd, (*common, "mode=scd", "teacher={runs}/teacher/export"), speed["scd"]),
+        StageSpec("ae", "ae", ae, (), speed["ae"]),
+        StageSpec("teacher", "teacher", teacher, (), speed["teacher"]),
+        StageSpec("scd", "scm", scd, ("mode=scd", "teacher={runs}/teacher/export"), speed["scd"]),
         StageSpec("teacher_own", "teacher", own_teacher,
-                  (*common, *own, "own.unroll=12", "own.sampler_steps=2", "own.generator={runs}/scd/export",
+                  (*own, "own.unroll=12", "own.sampler_steps=2", "own.generator={runs}/scd/export",
                    "init={runs}/teacher/export", "optim.lr=3e-5", "optim.warmup_steps=50", "optim.ema_decay=0.995"),
                   speed["teacher_own"]),
         StageSpec("scd_own", "scm", own_scd,
-                  (*common, *own, "own.unroll=8", "own.generator=self", "own.sampler_steps=2", "mode=scd",
+                  (*own, "own.unroll=8", "own.generator=self", "own.sampler_steps=2", "mode=scd",
                    "teacher={runs}/teacher_own/export", f"tangent_warmup={own_scd}"), speed["scd_own"]),
         StageSpec("reward", "reward", reward,
-                  (*common, "judged.share=0.5", "judged.world={runs}/scd_own/export", f"judged.rollouts={judged[0]}",
+                  ("judged.share=0.5", "judged.world={runs}/scd_own/export", f"judged.rollouts={judged[0]}",
                    f"judged.frames={judged[1]}"), speed["reward"], judged[0] * judged[1] * speed["judged_frame"]),
     )
 
@@ -87,16 +88,16 @@ CPU_SMALL = {"ae": 0.8, "teacher": 0.7, "scd": 1.0, "teacher_own": 1.6, "scd_own
 
 PRESETS: dict[str, MakeWorldPreset] = {
     "tiny": MakeWorldPreset(
-        "tiny", 6, _stages(30, 60, 4, 6, 4, 10, (4, 12), {k: 0.1 for k in CPU_SMALL}, 1), 2, (1, 4), 40, 2, (1,),
+        "tiny", 6, _stages(30, 60, 4, 6, 4, 10, (4, 12), {k: 0.1 for k in CPU_SMALL}), 2, (1, 4), 40, 2, (1,), 1,
         lam_steps=20, lam_seconds_per_step=0.1, collect_seconds_per_episode=1.0, eval_seconds=30.0),
     "small": MakeWorldPreset(
-        "small", 100, _stages(1500, 4000, 600, 400, 300, 1000, (96, 256), CPU_SMALL, 2), 8, (1, 8, 32), 1000, 8,
-        (1, 16), eval_seconds=1200.0),
+        "small", 100, _stages(1500, 4000, 600, 400, 300, 1000, (96, 256), CPU_SMALL), 8, (1, 8, 32), 1000, 8,
+        (1, 16), 2, eval_seconds=1200.0),
     "base": MakeWorldPreset(
         "base", 400, _stages(5000, 60000, 4000, 4000, 2000, 4000, (512, 512),
                              {"ae": 0.1, "teacher": 0.1, "scd": 0.2, "teacher_own": 0.3, "scd_own": 0.4, "reward": 0.05,
-                              "judged_frame": 0.002}, 0),
-        16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), lam_steps=10000, lam_seconds_per_step=0.05, eval_seconds=900.0),
+                              "judged_frame": 0.002}),
+        16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), 0, lam_steps=10000, lam_seconds_per_step=0.05, eval_seconds=900.0),
 }
 
 
@@ -276,8 +277,7 @@ def _train_lam(plan: Plan, video: Path, runs: Path) -> None:
     from worldgen.checkpoint import list_states
     from worldgen.train.stages import resolve_config, run_stage
 
-    threads = [s for s in plan.preset.stages[0].sets if s.startswith("run.threads=")]
-    sets = [*threads, f"run.steps={plan.preset.lam_steps}", f"model.codes={plan.codes}", f"ae={runs}/ae/export"]
+    sets = [f"run.threads={plan.preset.threads}", f"run.steps={plan.preset.lam_steps}", f"model.codes={plan.codes}", f"ae={runs}/ae/export"]
     cfg = resolve_config("lam", plan.preset.model, None, sets)
     run_stage("lam", cfg, video, runs / "lam", resume=bool(list_states(runs / "lam")))
 
@@ -312,7 +312,7 @@ def _train(spec: StageSpec, plan: Plan, data: Path, runs: Path) -> None:
     from worldgen.checkpoint import list_states
     from worldgen.train.stages import resolve_config, run_stage
 
-    sets = [s.format(runs=runs) for s in spec.sets] + [f"run.steps={spec.steps}"]
+    sets = [f"run.threads={plan.preset.threads}", *(s.format(runs=runs) for s in spec.sets), f"run.steps={spec.steps}"]
     if spec.kind != "ae":
         sets.append(f"ae={runs}/ae/export")
     if spec.kind == "reward" and kit_for(plan.env_id).events is None:  # no rules to label the world's frames with

@@ -206,7 +206,7 @@ def consistency_times(steps: int, mid: float = T_MID) -> list[float]:
     check_mid_time(mid)
     if steps == 1:
         return [T_MAX]
-    return [T_MAX, *torch.linspace(mid, 0.0, steps)[:-1].tolist()]
+    return [T_MAX, *(mid * (1.0 - i / (steps - 1)) for i in range(steps - 1))]
 
 
 @torch.no_grad()

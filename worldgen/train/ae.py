@@ -16,7 +16,7 @@ from worldgen.checkpoint import save_weights
 from worldgen.data.windows import WindowDataset
 from worldgen.frames import colour_recall, frequent_colours, grid, mse, psnr_from_mse, to_model, to_uint8
 from worldgen.train.config import OptimConfig, RunConfig, preset
-from worldgen.train.loop import Context
+from worldgen.train.loop import Context, Logs
 
 
 @dataclass
@@ -73,7 +73,7 @@ class AEStage:
         frames = torch.stack([self.train_set[int(i)]["target"] for i in index])  # (B, H, W, 3) uint8
         return {"x": to_model(frames, self.device), "frames": frames.to(self.device)}
 
-    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         x = batch["x"]  # (B, 3, 64, 64)
         c = self.cfg.model.latent_channels
         noise = torch.randn((x.shape[0], c, x.shape[2] // 4, x.shape[3] // 4), generator=ctx.noise, device=x.device)
@@ -84,7 +84,7 @@ class AEStage:
         weight = colour_rarity(batch["frames"], self.cfg.colour_weight, self.cfg.colour_weight_max)[:, None]  # (B, 1, H, W)
         squared = error.pow(2).mean()
         loss = (weight * (error.pow(2) + 0.1 * error.abs())).mean()
-        return loss, {"mse": squared.item(), "psnr_train": (10 * torch.log10(4.0 / squared.detach())).item()}
+        return loss, {"mse": squared.detach(), "psnr_train": 10 * torch.log10(4.0 / squared.detach())}
 
     @torch.no_grad()
     def latent_std(self, ae: Autoencoder, n: int = 1024) -> float:

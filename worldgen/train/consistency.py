@@ -16,7 +16,7 @@ from worldgen import scm
 from worldgen.rollout import Sampler, bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig
 from worldgen.train.latent_data import LatentData
-from worldgen.train.loop import Context, run_device, unwrap
+from worldgen.train.loop import Context, Logs, run_device, unwrap
 from worldgen.train.own_rollout import OwnRollouts
 from worldgen.train.teacher import DynamicsTrainConfig, save_dynamics
 
@@ -82,7 +82,7 @@ class ConsistencyStage:
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
         return self.data.sample(generator, batch_size)
 
-    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         cfg = self.cfg
         batch, own_logs = self.own.apply(batch, unwrap(train["net"]), ctx.step, ctx.noise)
         x0 = batch["target"]
@@ -104,7 +104,7 @@ class ConsistencyStage:
             F_theta = train["net"](x_t / scm.SIGMA_D, t, context, batch["actions"], level)
         logvar = train["weight"](t)
         loss = scm.scm_loss(F_theta.float(), terms, logvar).mean()
-        return loss, {"tangent_norm": float(terms.g_norm.mean()), "warmup_r": r, "logvar": float(logvar.detach().mean()), **own_logs}
+        return loss, {"tangent_norm": terms.g_norm.mean().detach(), "warmup_r": r, "logvar": logvar.detach().mean(), **own_logs}
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
         save_dynamics(folder, ema["net"], self.cfg.mode, self.cfg)

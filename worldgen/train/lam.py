@@ -28,7 +28,7 @@ from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
 from worldgen.lam import code_usage
 from worldgen.train.config import OptimConfig, RunConfig, preset
-from worldgen.train.loop import Context, run_device, unwrap
+from worldgen.train.loop import Context, Logs, run_device, unwrap
 
 
 @dataclass
@@ -83,15 +83,15 @@ class LAMStage:
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
         return {"window": self.windows(self.train, torch.randint(len(self.train), (batch_size,), generator=generator))}
 
-    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         window = batch["window"]
         with ctx.autocast():  # through the (DDP-wrapped) module, so gradients are averaged over ranks
             pred, codes, vq_loss, z = train["lam"](window)
         rec = F.mse_loss(pred.float(), window[:, -1])
         lam = unwrap(train["lam"])
         self._track(lam, z.detach().float(), codes.detach(), ctx)
-        return rec + vq_loss, {"reconstruction_mse": rec.item(), "vq": vq_loss.item(),
-                               "perplexity": float(torch.exp(-(lam.usage * lam.usage.clamp_min(1e-12).log()).sum()))}
+        return rec + vq_loss, {"reconstruction_mse": rec.detach(), "vq": vq_loss.detach(),
+                               "perplexity": torch.exp(-(lam.usage * lam.usage.clamp_min(1e-12).log()).sum())}
 
     def _track(self, lam: LatentActionModel, z: torch.Tensor, codes: torch.Tensor, ctx: Context) -> None:
         """Running code usage (over all ranks); every `restart_every` steps until

@@ -31,6 +31,11 @@ from worldgen.train.ema import EMA
 from worldgen.train.config import OptimConfig, RunConfig
 
 
+Logs = dict[str, float | torch.Tensor]
+"""A step's scalars to log; tensors stay on the device and are read only on logging steps, so a
+GPU step never waits for the host."""
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run stopped without overwriting good checkpoints."""
 
@@ -65,9 +70,10 @@ class Stage(Protocol):
 
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]: ...
 
-    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         """Mean loss of a batch (with grad) and scalars to log. `train` holds the modules, DDP-wrapped
-        when distributed; `.module` of a wrapper (see `unwrap`) is the bare module."""
+        when distributed; `.module` of a wrapper (see `unwrap`) is the bare module. Logged
+        tensors are detached scalars."""
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
         """Write inference weights (the EMA) and their config into `folder`."""
@@ -146,6 +152,10 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
     bar = tqdm(total=run.steps, initial=start, disable=rank != 0, desc=f"train {stage.name}", dynamic_ncols=True)
     last_good = states[-1] if states else None
     t_last, n_last = time.perf_counter(), start
+    # The first non-finite loss and its step, kept on the device and read before anything is
+    # logged or checkpointed: a bad step never reaches a checkpoint, and good steps never sync.
+    bad_step = torch.full((), -1, dtype=torch.long, device=device)
+    bad_loss = torch.zeros((), device=device)
     deadline = time.monotonic() + 60 * run.minutes if run.minutes > 0 else math.inf
     try:
         for step in range(start, run.steps):
@@ -161,9 +171,9 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
             if world > 1:
                 dist.all_reduce(loss_value)
                 loss_value /= world
-            if not math.isfinite(loss_value.item()):
-                where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-                raise TrainingDiverged(f"{stage.name}: loss became {loss_value.item()} at step {step}; stopped, {where}")
+            first = (bad_step < 0) & ~torch.isfinite(loss_value)
+            bad_step.masked_fill_(first, step)
+            bad_loss = torch.where(first, loss_value.float(), bad_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip if optim.grad_clip > 0 else float("inf"))
@@ -171,12 +181,18 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
             for name, m in modules.items():
                 ema[name].update(m)
             bar.update(1)
-            if (step + 1) % run.log_every == 0 or step + 1 == run.steps:
+            log_now = (step + 1) % run.log_every == 0 or step + 1 == run.steps
+            done = step + 1 == run.steps or _past(deadline, world, device)
+            ckpt_now = (step + 1) % run.ckpt_every == 0 or done
+            if (log_now or ckpt_now) and int(bad_step) >= 0:
+                where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+                raise TrainingDiverged(f"{stage.name}: loss became {float(bad_loss)} at step {int(bad_step)}; stopped, {where}")
+            if log_now:
                 now = time.perf_counter()
                 rate = (step + 1 - n_last) / max(now - t_last, 1e-9)
                 t_last, n_last = now, step + 1
-                record = {"step": step + 1, "loss": loss_value.item(), "grad_norm": float(grad_norm), "lr": _lr(optim, step),
-                          "it_per_s": rate, "samples": (step + 1) * run.batch_size * world, **logs}
+                record = {"step": step + 1, "loss": float(loss_value), "grad_norm": float(grad_norm), "lr": _lr(optim, step),
+                          "it_per_s": rate, "samples": (step + 1) * run.batch_size * world, **{k: float(v) for k, v in logs.items()}}
                 bar.set_postfix(loss=f"{record['loss']:.4f}", it_s=f"{rate:.2f}")
                 if writer is not None:
                     for k, v in record.items():
@@ -184,7 +200,6 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
                             writer.add_scalar(f"{stage.name}/{k}", v, step + 1)
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
-            done = step + 1 == run.steps or _past(deadline, world, device)
             if (run.image_every and (step + 1) % run.image_every == 0) or done:
                 scalars = _evaluate(stage, modules, ema, ctx, writer)
                 if writer is not None and scalars:
@@ -192,7 +207,7 @@ def train(stage: Stage, run: RunConfig, optim: OptimConfig, out: Path, resume: b
                         writer.add_scalar(f"{stage.name}/val/{k}", v, step + 1)
                     metrics.write(json.dumps({"step": step + 1, **{f"val/{k}": v for k, v in scalars.items()}}) + "\n")
                     metrics.flush()
-            if (step + 1) % run.ckpt_every == 0 or done:
+            if ckpt_now:
                 in_sync = _ranks_in_sync(modules, world)
                 if rank == 0:
                     last_good = _checkpoint(stage, modules, ema, opt, out, step + 1, run, world, in_sync)

@@ -20,6 +20,7 @@ from torch import nn
 from models.export import load_export
 from worldgen import scm
 from worldgen.rollout import Sampler, rollout
+from worldgen.train.loop import Logs
 
 
 @dataclass
@@ -82,7 +83,7 @@ class OwnRollouts:
         if self.generator is not None:
             self.generator.to(device)
 
-    def apply(self, batch: dict[str, torch.Tensor], own_net: nn.Module, step: int, noise: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def apply(self, batch: dict[str, torch.Tensor], own_net: nn.Module, step: int, noise: torch.Generator) -> tuple[dict[str, torch.Tensor], Logs]:
         k, extra = self.k, self.cfg.frames
         if extra == 0:
             return batch, {}
@@ -101,6 +102,6 @@ class OwnRollouts:
         generated = rollout(net, start, acts, Sampler(self.sampler, self.cfg.sampler_steps, self.cfg.context_noise), noise)  # (n, u, C, h, w)
         own = torch.cat([start, generated], dim=1)[:, -k:]
         # How far the world wandered from the real frames, RMS in units of sigma_d.
-        drift = float((own - out["context"][:n]).pow(2).mean().sqrt() / scm.SIGMA_D)
+        drift = (own - out["context"][:n]).pow(2).mean().sqrt() / scm.SIGMA_D
         out["context"] = torch.cat([own, out["context"][n:]])
         return out, {"own_unroll": float(u), "own_drift": drift}

@@ -22,7 +22,7 @@ from worldgen.scm import SIGMA_D
 from worldgen.train.config import OptimConfig, RunConfig, preset
 from worldgen.train.judged_rollouts import JudgedPool, JudgedRolloutConfig
 from worldgen.train.latent_data import LatentData
-from worldgen.train.loop import Context, run_device
+from worldgen.train.loop import Context, Logs, run_device
 
 
 @dataclass
@@ -95,7 +95,7 @@ class RewardStage:
                                  ctx.device)
         return {key: torch.cat([real[key], judged[key]]) for key in real}
 
-    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         b = batch["target"].shape[0]
         level = torch.full((b,), self.cfg.latent_noise, device=ctx.device)
         context = noise_context(batch["context"], level, ctx.noise)
@@ -104,7 +104,7 @@ class RewardStage:
             reward, terminal = train["head"](context, batch["actions"], target)
         reward_loss = F.mse_loss(reward.float(), symlog(batch["reward"]))
         end_loss = F.binary_cross_entropy_with_logits(terminal.float(), batch["terminated"].float())
-        return reward_loss + end_loss, {"reward_mse": reward_loss.item(), "termination_bce": end_loss.item()}
+        return reward_loss + end_loss, {"reward_mse": reward_loss.detach(), "termination_bce": end_loss.detach()}
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
         save_weights(folder, ema["head"].state_dict(), {"kind": "reward", "model": dataclasses.asdict(self.cfg.model)})

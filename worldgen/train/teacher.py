@@ -18,7 +18,7 @@ from worldgen.checkpoint import save_weights
 from worldgen.rollout import Sampler, bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig, preset
 from worldgen.train.latent_data import LatentData
-from worldgen.train.loop import Context, run_device, unwrap
+from worldgen.train.loop import Context, Logs, run_device, unwrap
 from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
 
 
@@ -96,7 +96,7 @@ class TeacherStage:
         level = torch.rand(b, generator=ctx.noise, device=ctx.device) * self.cfg.context_noise_max
         return bind(net, noise_context(batch["context"], level, ctx.noise), batch["actions"], level)
 
-    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         batch, logs = self.own.apply(batch, unwrap(train["net"]), ctx.step, ctx.noise)
         x0 = batch["target"]
         z = torch.randn(x0.shape, generator=ctx.noise, device=ctx.device) * scm.SIGMA_D
