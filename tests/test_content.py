@@ -292,3 +292,16 @@ def test_colour_histograms_intersect_by_amount_not_by_place():
     assert histogram_intersection(colour_histogram(red), colour_histogram(blue)) == 0.0
     grey = np.full((1, 8, 8, 3), 100, np.uint8)
     assert colour_histogram(grey + 3).argmax() == colour_histogram(grey).argmax()  # a decoder's small error stays in its bin
+
+
+def test_the_second_step_is_chosen_by_how_near_the_real_mix_the_content_stays():
+    from worldgen.tune import content_deviation
+
+    bins = [(1, 32), (33, 128), (129, 512)]
+    assert content_deviation({"coins": [0.1, 1.0, 1.0], "gaps": [5.0, 1.0, 1.0]}, bins) == 0.0  # the first 32 frames are not judged
+    half, double = content_deviation({"coins": [1.0, 0.5, 0.5]}, bins), content_deviation({"coins": [1.0, 2.0, 2.0]}, bins)
+    assert half == pytest.approx(double) == pytest.approx(np.log(2))
+    assert content_deviation({"coins": [1.0, 0.0, float("nan")]}, bins) == pytest.approx(np.log(100))  # gone: floored; unseen: left out
+    assert content_deviation({"coins": [0.5]}, [(1, 32)]) == pytest.approx(np.log(2))  # a short rollout: judged on what it has
+    with pytest.raises(ValueError, match="no content to judge"):
+        content_deviation({"coins": [1.0, float("nan"), float("nan")]}, bins)

@@ -17,9 +17,14 @@ def test_a_classic_control_game_becomes_a_playable_judged_world(tmp_path, capsys
     out = tmp_path / "mountaincar"
     assert main(["make-world", "--env", "MountainCar-v0", "--out", str(out), "--preset", "tiny", "--episodes", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "[1/10] collect: 3 more episodes" in printed and "[10/10] bench: finished" in printed
+    assert "[1/11] collect: 3 more episodes" in printed and "[11/11] bench: finished" in printed
     spec = json.loads((out / "world" / "world.json").read_text())
     assert spec["source_env"] == "MountainCar-v0" and spec["action_meanings"] and spec["sampler"] == "consistency"
+    # The second step's time is the candidate that kept the content nearest the real game's.
+    tuned = json.loads((out / "tune.json").read_text())
+    assert [row["mid_time"] for row in tuned["candidates"]] == list(PRESETS["tiny"].mid_times)
+    assert spec["mid_time"] == tuned["mid_time"] == min(tuned["candidates"], key=lambda row: row["deviation"])["mid_time"]
+    assert "| second step at t | deviation |" in printed and tuned["first_seed"] >= 2_000_000
     report = json.loads((out / "eval" / "report.json").read_text())
     assert {"repeat last frame", "world 2-step", "world 1-step"} <= set(report["methods"])
     assert any(kind.startswith("colour ") for kind in report["content"]["real"])  # no kit: judged by its colours
@@ -35,7 +40,7 @@ def test_a_classic_control_game_becomes_a_playable_judged_world(tmp_path, capsys
     before = sorted(p.name for p in (out / "runs" / "teacher" / "checkpoints").iterdir())
     assert main(["make-world", "--env", "MountainCar-v0", "--out", str(out), "--preset", "tiny", "--episodes", "3"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count(": done") == 10
+    assert printed.count(": done") == 11
     assert sorted(p.name for p in (out / "runs" / "teacher" / "checkpoints").iterdir()) == before
 
 
@@ -46,7 +51,7 @@ def test_the_plan_sizes_every_stage_and_says_how_long(capsys, tmp_path):
     small = make_plan("worldgen/Platformer-v0", tmp_path, "small")
     assert 1.5 * 3600 < small.seconds < 3 * 3600  # the budget: three hours of CPU on this machine
     assert [name for name, _, _ in small.steps] == ["collect", "ae", "teacher", "scd", "teacher_own", "scd_own", "reward",
-                                                    "pack", "eval", "bench"]
+                                                    "pack", "tune", "eval", "bench"]
     assert make_plan("MountainCar-v0", tmp_path, "tiny").policy == "random"
     assert set(PRESETS) == {"tiny", "small", "base"}
 
@@ -72,14 +77,14 @@ def test_clips_become_a_world_on_latent_actions_judged_on_the_game_they_show(tmp
             "--preset", "tiny"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "make-world clips of worldgen/Platformer-v0" in printed and "[12/12] bench: finished" in printed
+    assert "make-world clips of worldgen/Platformer-v0" in printed and "[13/13] bench: finished" in printed
     data = EpisodeDataset(out / "data")
     assert data.action_meanings == ["code 0", "code 1", "code 2", "code 3"] and data.env_id == "worldgen/Platformer-v0"
     report = json.loads((out / "eval" / "report.json").read_text())
     assert {"repeat last frame", "world 2-step"} <= set(report["methods"]) and "coins" in report["content"]["real"]
     world = World(out / "world")
     assert world.action_meanings == data.action_meanings and world.spec.source_env == "envs:worldgen/Platformer-v0"
-    assert main(args) == 0 and capsys.readouterr().out.count(": done") == 12
+    assert main(args) == 0 and capsys.readouterr().out.count(": done") == 13
 
 
 def test_clips_of_no_known_game_become_a_world_that_starts_from_their_opening_frames(tmp_path, capsys):
@@ -120,6 +125,6 @@ def test_bad_video_requests_say_what_was_wrong(tmp_path):
     assert [name for name, _, _ in plan.steps] == ["video", "ae", "lam", "label", "teacher", "scd", "teacher_own", "scd_own",
                                                    "pack", "bench"]
     ruled = make_plan("worldgen/Platformer-v0", tmp_path, "small", video=[tmp_path])
-    assert [name for name, _, _ in ruled.steps][-4:] == ["reward", "pack", "eval", "bench"]
+    assert [name for name, _, _ in ruled.steps][-5:] == ["reward", "pack", "tune", "eval", "bench"]
     unruled = make_plan("MountainCar-v0", tmp_path, "small", video=[tmp_path])  # judged on the game, no rewards read off frames
-    assert [name for name, _, _ in unruled.steps][-4:] == ["scd_own", "pack", "eval", "bench"]
+    assert [name for name, _, _ in unruled.steps][-5:] == ["scd_own", "pack", "tune", "eval", "bench"]

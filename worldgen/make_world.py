@@ -7,7 +7,8 @@ stages continue from their newest checkpoint, pack / eval / bench run when their
 missing. The stages are those the shipped Platformer world went through, sized by a preset:
 autoencoder, diffusion teacher, sCD consistency model, both fine-tuned on the world's own
 rollouts (the long-play fix), the reward head (on the world's own frames too, where the game's
-kit reads its rules from pictures), pack, eval, bench.
+kit reads its rules from pictures), pack, the second sampling step's time chosen by the
+content it keeps over long play (`worldgen.tune`), eval, bench.
 
 From video (`--video`), Genie's route: the clips become a dataset without actions, a latent
 action model learns the controls from them, its codes label the frames, and the same stages
@@ -21,7 +22,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import numpy as np
 
 from worldgen.data.sources import VIDEO_ENV
 from worldgen.data.video import find_videos
@@ -55,11 +58,15 @@ class MakeWorldPreset:
     bench_batches: tuple[int, ...]
     threads: int
     """Torch threads of every training stage (0: torch's default, for a GPU machine)."""
+    mid_times: tuple[float, ...]
+    """Second-step times the tune stage tries (`worldgen.tune`), on `content_streams` x
+    `content_frames` frames of validation levels."""
     lam_steps: int = 3000
     """The latent action model's steps (worlds from video)."""
     lam_seconds_per_step: float = 0.25
     collect_seconds_per_episode: float = 2.0
     eval_seconds: float = 60.0
+    tune_seconds: float = 30.0
 
 
 def _stages(ae: int, teacher: int, scd: int, own_teacher: int, own_scd: int, reward: int, judged: tuple[int, int],
@@ -88,16 +95,16 @@ CPU_SMALL = {"ae": 0.8, "teacher": 0.7, "scd": 1.0, "teacher_own": 1.6, "scd_own
 
 PRESETS: dict[str, MakeWorldPreset] = {
     "tiny": MakeWorldPreset(
-        "tiny", 6, _stages(30, 60, 4, 6, 4, 10, (4, 12), {k: 0.1 for k in CPU_SMALL}), 2, (1, 4), 40, 2, (1,), 1,
+        "tiny", 6, _stages(30, 60, 4, 6, 4, 10, (4, 12), {k: 0.1 for k in CPU_SMALL}), 2, (1, 4), 40, 2, (1,), 1, (1.1, 1.35),
         lam_steps=20, lam_seconds_per_step=0.1, collect_seconds_per_episode=1.0, eval_seconds=30.0),
     "small": MakeWorldPreset(
         "small", 100, _stages(1500, 4000, 600, 400, 300, 1000, (96, 256), CPU_SMALL), 8, (1, 8, 32), 1000, 8,
-        (1, 16), 2, eval_seconds=1200.0),
+        (1, 16), 2, (1.1, 1.2, 1.3, 1.4, 1.5), tune_seconds=600.0, eval_seconds=1200.0),
     "base": MakeWorldPreset(
         "base", 400, _stages(5000, 60000, 4000, 4000, 2000, 4000, (512, 512),
                              {"ae": 0.1, "teacher": 0.1, "scd": 0.2, "teacher_own": 0.3, "scd_own": 0.4, "reward": 0.05,
                               "judged_frame": 0.002}),
-        16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), 0, lam_steps=10000, lam_seconds_per_step=0.05, eval_seconds=900.0),
+        16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), 0, (1.0, 1.1, 1.2, 1.3, 1.35, 1.4, 1.5), tune_seconds=600.0, lam_steps=10000, lam_seconds_per_step=0.05, eval_seconds=900.0),
 }
 
 
@@ -137,6 +144,8 @@ class Plan:
                                ("label", "the clips' actions are the codes" + (", rewards by the rules" if judged else ""), 30.0)]
         self.steps.append(("pack", "the world folder", 1.0))
         if self.playable:
+            self.steps.append(("tune", f"second sampling step: the best of t = {', '.join(map(str, p.mid_times))}",
+                               p.tune_seconds))
             self.steps.append(("eval", f"{p.eval_seeds} unseen levels, horizons {','.join(map(str, p.horizons))}; "
                                        f"{p.content_streams} x {p.content_frames} frames of long play", p.eval_seconds))
         self.steps.append(("bench", f"frames/s at batch {', '.join(map(str, p.bench_batches))}", 60.0))
@@ -240,6 +249,12 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
                 log(f"{head}: done")
                 continue
             _pack(plan, data, runs, world)
+        elif name == "tune":
+            if (out / "tune.json").exists():
+                log(f"{head}: done")
+                continue
+            log(f"{head}: {what} (~{_duration(seconds)})")
+            _tune(plan, data, world, out / "tune.json", log, runs / "lam" / "export" if plan.video else None)
         elif name == "eval":
             if (out / "eval" / "report.json").exists():
                 log(f"{head}: done")
@@ -334,8 +349,37 @@ def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
                teacher=runs / "teacher_own" / "export", prompts=prompts)
 
 
+def _tune(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[str], None], lam: Path | None) -> None:
+    """Choose the second-step time on validation levels and write it into the world's description
+    (then the choice, which marks the stage done)."""
+    import dataclasses
+    import json
+
+    from worldgen.atomic import write_atomic
+    from worldgen.data.dataset import EpisodeDataset
+    from worldgen.tune import format_tuning, tune_mid_time
+    from worldgen.world import World, write_spec
+
+    p = plan.preset
+    world = World(world_folder)
+    used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
+    result = tune_mid_time(world, list(p.mid_times), p.content_streams, p.content_frames, used, _relabel(lam, world), log)
+    log(format_tuning(result))
+    write_spec(world_folder, dataclasses.replace(world.spec, mid_time=result["mid_time"]))
+    text = json.dumps(result, indent=1).encode()
+    write_atomic(out, lambda f: f.write(text))
+
+
+def _relabel(lam: Path | None, world: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A world on latent actions is given the codes its model reads off the real frames."""
+    if lam is None:
+        return None
+    from worldgen.lam import LatentActions
+
+    return LatentActions.load(lam, world.device).frame_codes
+
+
 def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[str], None], lam: Path | None) -> None:
-    """`lam`: a world on latent actions is given the codes its model reads off the real frames."""
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.eval import Method
     from worldgen.reference import held_out_seeds
@@ -346,13 +390,8 @@ def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callab
     world = World(world_folder)
     methods = [Method("repeat last frame", None)] + [Method(f"world {n}-step", world.net, world.spec.play_sampler(n)) for n in (2, 1)]
     used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
-    relabel = None
-    if lam is not None:
-        from worldgen.lam import LatentActions
-
-        relabel = LatentActions.load(lam, world.device).frame_codes
     evaluate_world(world, methods, out, held_out_seeds(p.eval_seeds, used), list(p.horizons), used,
-                   content_frames=p.content_frames, content_streams=p.content_streams, log=log, relabel=relabel)
+                   content_frames=p.content_frames, content_streams=p.content_streams, log=log, relabel=_relabel(lam, world))
 
 
 def _bench(p: MakeWorldPreset, world: Path, out: Path) -> None:

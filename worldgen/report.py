@@ -116,10 +116,8 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
     """
     spec = world.spec
     kit = kit_for(spec.source_env)
-    keys = len(spec.action_meanings) if relabel is None else len(probe_action_meanings(world.make_source))
-    new_policy = kit.policy or (lambda seed: RandomRepeatPolicy(keys, seed=seed))
     longest = max(horizons + [16])  # 16: the longer controllability horizon
-    refs = record_references(world.make_source, new_policy(0), seeds, longest + spec.context + extra_steps, kit.objects_of)
+    refs = record_references(world.make_source, _player(world, relabel)(0), seeds, longest + spec.context + extra_steps, kit.objects_of)
     if relabel is not None:
         refs = [replace(r, episode=replace(r.episode, actions=relabel(r.frames))) for r in refs]
     if content_only:
@@ -132,12 +130,35 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
     report["world"] = str(world.folder or spec.name)
     if content_frames > 0:
         stream_seeds = held_out_seeds(len(seeds) + content_streams * 8, set(used_seeds))[len(seeds):]
-        streams = record_streams(world.make_source, new_policy(1), stream_seeds, content_streams, content_frames + spec.context)
-        if relabel is not None:
-            streams = [replace(st, actions=relabel(st.frames)) for st in streams]
-        measures = kit.content or colour_content(kit.palette or frequent_colours(np.concatenate([r.frames for r in refs]), most=8))
-        report["content"] = content_report(methods, streams, world.codec, spec.context, measures, content_frames,
-                                           reward_head=world.reward_head, rules=kit.events, log=log)
+        report["content"] = long_play_report(world, methods, stream_seeds, content_streams, content_frames, log=log,
+                                             relabel=relabel, palette_frames=np.concatenate([r.frames for r in refs]))
         write_content(report["content"], out)
     write_report(report, out)
     return report
+
+
+def _player(world: World, relabel: Callable[[np.ndarray], np.ndarray] | None) -> Callable[[int], Any]:
+    """seed -> who plays the real game: the kit's scripted player, else random held keys (the
+    game's own keys, also for a world on latent actions)."""
+    kit = kit_for(world.spec.source_env)
+    keys = len(world.spec.action_meanings) if relabel is None else len(probe_action_meanings(world.make_source))
+    return kit.policy or (lambda seed: RandomRepeatPolicy(keys, seed=seed))
+
+
+def long_play_report(world: World, methods: list[Method], seeds: list[int], streams: int, frames: int,
+                     log: Callable[[str], None] = lambda line: None,
+                     relabel: Callable[[np.ndarray], np.ndarray] | None = None,
+                     palette_frames: np.ndarray | None = None, judge_rewards: bool = True) -> dict[str, Any]:
+    """The long-play content section (`content.content_report`) of `methods` on `streams` streams
+    of real play from level `seeds`. A game whose kit measures no content is measured by its
+    colours: the kit's palette, or the most frequent colours of `palette_frames` (default: the
+    streams')."""
+    kit = kit_for(world.spec.source_env)
+    recorded = record_streams(world.make_source, _player(world, relabel)(1), seeds, streams, frames + world.spec.context)
+    if relabel is not None:
+        recorded = [replace(st, actions=relabel(st.frames)) for st in recorded]
+    if palette_frames is None:
+        palette_frames = np.concatenate([st.frames for st in recorded])
+    measures = kit.content or colour_content(kit.palette or frequent_colours(palette_frames, most=8))
+    return content_report(methods, recorded, world.codec, world.spec.context, measures, frames,
+                          reward_head=world.reward_head if judge_rewards else None, rules=kit.events, log=log)

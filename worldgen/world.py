@@ -23,7 +23,7 @@ from torch import nn
 
 from models.export import load_export
 import models
-from worldgen.atomic import atomic_folder
+from worldgen.atomic import atomic_folder, write_atomic
 from worldgen.checkpoint import CheckpointError
 from worldgen.codec import LatentCodec
 from worldgen.rollout import SAMPLERS, Sampler, for_inference, predict_next, predict_reward
@@ -92,12 +92,18 @@ def pack_world(out: Path, spec: WorldSpec, ae: Path, dynamics: Path, reward: Pat
     with atomic_folder(Path(out)) as tmp:
         for name, src in parts:
             shutil.copytree(src, tmp / name)
-        (tmp / WORLD_FILE).write_text(json.dumps(asdict(spec), indent=1))
+        write_spec(tmp, spec)
         if card is not None:
             (tmp / "README.md").write_text(card)
         if prompts is not None:
             np.savez_compressed(tmp / PROMPTS_FILE, frames=_checked_prompts(prompts, spec, "prompts"))
     return Path(out)
+
+
+def write_spec(folder: Path, spec: WorldSpec) -> None:
+    """`world.json`, replaced in one rename: a world is never left without its description."""
+    data = json.dumps(asdict(spec), indent=1).encode()
+    write_atomic(Path(folder) / WORLD_FILE, lambda f: f.write(data))
 
 
 def opening_frames(data: Path, k: int, most: int = 16) -> np.ndarray:
