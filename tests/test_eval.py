@@ -229,3 +229,24 @@ def test_eval_methods_name_their_steps_noise_and_second_step_time(trained_tiny_w
     assert "NAME=EXPORT[:STEPS][@NOISE][~MID]" in capsys.readouterr().err
     assert main([*args, "--mid-time", "1.6"]) == 2
     assert "second step's time must lie in" in capsys.readouterr().err
+
+
+def test_tune_tries_each_second_step_time_on_validation_levels_and_writes_the_best(tiny_world, tmp_path, capsys):
+    import shutil
+
+    from worldgen.cli import main
+    from worldgen.world import read_spec
+
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world)
+    args = ["tune", "--world", str(world), "--times", "1.1,1.45", "--streams", "2", "--frames", "40", "--threads", "1"]
+    assert main([*args, "--json", str(tmp_path / "tune.json")]) == 0
+    result = json.loads((tmp_path / "tune.json").read_text())
+    assert [row["mid_time"] for row in result["candidates"]] == [1.1, 1.45] and result["first_seed"] >= 2_000_000
+    assert result["mid_time"] == min(result["candidates"], key=lambda row: row["deviation"])["mid_time"]
+    assert "| second step at t | deviation |" in capsys.readouterr().out
+    assert read_spec(world).mid_time == 1.1  # only --write changes the world
+    assert main([*args, "--write"]) == 0
+    assert read_spec(world).mid_time == result["mid_time"]  # the same validation levels, the same choice
+    assert main([*args[:-6], "--times", "1.1,two"]) == 2
+    assert "expected numbers separated by commas" in capsys.readouterr().err

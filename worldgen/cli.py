@@ -306,6 +306,7 @@ def _eval(args: argparse.Namespace) -> int:
     from worldgen.content import format_content, format_events
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.eval import Method
+    from worldgen.lam import world_relabeller
     from worldgen.reference import held_out_seeds
     from worldgen.report import evaluate_world, format_table
     from worldgen.rollout import Sampler, for_inference
@@ -337,15 +338,7 @@ def _eval(args: argparse.Namespace) -> int:
         kind = config["sampler"]
         sampler = Sampler(kind, method_steps or (2 if kind == "consistency" else 32), method_noise, method_mid)
         methods.append(Method(name, for_inference(net), sampler))
-    relabel = None
-    if args.lam:
-        from worldgen.lam import LatentActions
-
-        lam = LatentActions.load(args.lam, world.device)
-        if lam.codes != len(spec.action_meanings):
-            raise ValueError(f"--lam {args.lam} has {lam.codes} codes, the world takes {len(spec.action_meanings)} actions; "
-                             "give the latent action model whose codes labelled the world's data")
-        relabel = lam.frame_codes
+    relabel = world_relabeller(args.lam, world) if args.lam else None
     used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
     report = evaluate_world(world, methods, args.out, args.seed_list or held_out_seeds(args.seeds, used),
                             [int(h) for h in args.horizons.split(",")], used, args.extra_steps, args.content_frames,
@@ -366,6 +359,55 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}/report.json" + ("" if args.content_only else ", psnr_vs_horizon.png, real_vs_generated.png")
           + (", content_vs_horizon.png, content_strip.png" if "content" in report else ""))
     return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    import torch
+
+    import envs  # noqa: F401
+    from worldgen.atomic import write_atomic
+    from worldgen.data.dataset import EpisodeDataset
+    from worldgen.lam import world_relabeller
+    from worldgen.tune import format_tuning, tune_mid_time
+    from worldgen.world import World, write_spec
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    times = _times(args.times)
+    world = World(args.world, trusted_modules=args.trust_module)
+    if world.spec.sampler != "consistency":
+        raise ValueError(f"{args.world} samples with its {world.spec.sampler!r} sampler; only a consistency world has a second-step time")
+    used = set(world.spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
+    result = tune_mid_time(world, times, args.streams, args.frames, used, world_relabeller(args.lam, world) if args.lam else None,
+                           log=lambda line: print(line, flush=True))
+    print(format_tuning(result))
+    if args.json:
+        text = json.dumps(result, indent=1).encode()
+        write_atomic(args.json, lambda f: f.write(text))
+    if args.write:
+        write_spec(world.folder, dataclasses.replace(world.spec, mid_time=result["mid_time"]))
+        print(f"wrote mid_time {result['mid_time']:g} into {world.folder}/world.json (was {world.spec.mid_time:g})")
+    else:
+        print(f"best second-step time {result['mid_time']:g} (the world has {world.spec.mid_time:g}; --write stores it)")
+    return 0
+
+
+def _times(text: str) -> list[float]:
+    """--times: second-step times, each checked, e.g. "1.1,1.3,1.5"."""
+    from worldgen.scm import check_mid_time
+
+    try:
+        times = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--times {text!r}: expected numbers separated by commas, e.g. 1.1,1.3,1.5") from None
+    if not times:
+        raise ValueError("--times names no second-step time; e.g. 1.1,1.3,1.5")
+    for t in times:
+        check_mid_time(t)
+    return times
 
 
 def _agent_train(args: argparse.Namespace) -> int:
@@ -593,6 +635,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     _trust_module_arg(p)
     p.set_defaults(run=_eval)
+
+    p = sub.add_parser("tune", help="choose a world's second sampling step by the content it keeps over long play on validation levels")
+    p.add_argument("--world", default="platformer")
+    p.add_argument("--times", default="1.1,1.2,1.3,1.4,1.5", help="the second-step times to try (TrigFlow t, comma-separated)")
+    p.add_argument("--streams", type=_positive, default=8, help="long-play rollouts per time, each from its own validation level")
+    p.add_argument("--frames", type=_positive, default=1000, help="frames of each rollout")
+    p.add_argument("--data", type=Path, default=None, help="the training dataset, whose level seeds are left out (besides those world.json lists)")
+    p.add_argument("--lam", type=Path, default=None, metavar="LAM_EXPORT", help="a world on latent actions: as for eval")
+    p.add_argument("--json", type=Path, default=None, help="write every candidate's scores here")
+    p.add_argument("--write", action="store_true", help="store the best time in the world's world.json")
+    p.add_argument("--threads", type=int, default=0)
+    _trust_module_arg(p)
+    p.set_defaults(run=_tune)
 
     agent = sub.add_parser("agent", help="RL agents: train one in a world (or the real game), score agents in the real game")
     agents = agent.add_subparsers(dest="agent_command", required=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -57,6 +57,16 @@ class LatentActions:
         the model reads each step to have done. A latent-action world is judged on these."""
         codec = LatentCodec(self.ae, next(self.ae.parameters()).device)
         return infer_codes(self.lam, (codec.encode(frames) / SIGMA_D).cpu().numpy())  # the unit-variance latents it trained on
+
+
+def world_relabeller(folder: Path, world: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Real frames -> the codes a world on latent actions is given when it is judged on the real
+    game (Genie's way): those its latent action model reads off the frames."""
+    lam = LatentActions.load(folder, world.device)
+    if lam.codes != len(world.action_meanings):
+        raise ValueError(f"--lam {folder} has {lam.codes} codes, the world takes {len(world.action_meanings)} actions; "
+                         "give the latent action model whose codes labelled the world's data")
+    return lam.frame_codes
 
 
 def code_names(codes: int) -> list[str]:

@@ -22,9 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Callable
 
 from worldgen.data.sources import VIDEO_ENV
 from worldgen.data.video import find_videos
@@ -357,31 +355,25 @@ def _tune(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[
 
     from worldgen.atomic import write_atomic
     from worldgen.data.dataset import EpisodeDataset
+    from worldgen.lam import world_relabeller
     from worldgen.tune import format_tuning, tune_mid_time
     from worldgen.world import World, write_spec
 
     p = plan.preset
     world = World(world_folder)
     used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
-    result = tune_mid_time(world, list(p.mid_times), p.content_streams, p.content_frames, used, _relabel(lam, world), log)
+    relabel = world_relabeller(lam, world) if lam else None
+    result = tune_mid_time(world, list(p.mid_times), p.content_streams, p.content_frames, used, relabel, log)
     log(format_tuning(result))
     write_spec(world_folder, dataclasses.replace(world.spec, mid_time=result["mid_time"]))
     text = json.dumps(result, indent=1).encode()
     write_atomic(out, lambda f: f.write(text))
 
 
-def _relabel(lam: Path | None, world: Any) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A world on latent actions is given the codes its model reads off the real frames."""
-    if lam is None:
-        return None
-    from worldgen.lam import LatentActions
-
-    return LatentActions.load(lam, world.device).frame_codes
-
-
 def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[str], None], lam: Path | None) -> None:
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.eval import Method
+    from worldgen.lam import world_relabeller
     from worldgen.reference import held_out_seeds
     from worldgen.report import evaluate_world
     from worldgen.world import World
@@ -391,7 +383,8 @@ def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callab
     methods = [Method("repeat last frame", None)] + [Method(f"world {n}-step", world.net, world.spec.play_sampler(n)) for n in (2, 1)]
     used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
     evaluate_world(world, methods, out, held_out_seeds(p.eval_seeds, used), list(p.horizons), used,
-                   content_frames=p.content_frames, content_streams=p.content_streams, log=log, relabel=_relabel(lam, world))
+                   content_frames=p.content_frames, content_streams=p.content_streams, log=log,
+                   relabel=world_relabeller(lam, world) if lam else None)
 
 
 def _bench(p: MakeWorldPreset, world: Path, out: Path) -> None:
