@@ -50,8 +50,8 @@ def test_the_plan_sizes_every_stage_and_says_how_long(capsys, tmp_path):
     assert "explore play" in printed and "estimated total" in printed and not (tmp_path / "p").exists()
     small = make_plan("worldgen/Platformer-v0", tmp_path, "small")
     assert 1.5 * 3600 < small.seconds < 3 * 3600  # the budget: three hours of CPU on this machine
-    assert [name for name, _, _ in small.steps] == ["collect", "ae", "teacher", "scd", "teacher_own", "scd_own", "reward",
-                                                    "pack", "tune", "eval", "bench"]
+    assert [name for name, _, _ in small.steps] == ["collect", "ae", "teacher", "scd", "teacher_own", "scd_own", "tune",
+                                                    "reward", "pack", "eval", "bench"]
     assert make_plan("MountainCar-v0", tmp_path, "tiny").policy == "random"
     assert set(PRESETS) == {"tiny", "small", "base"}
 
@@ -82,6 +82,9 @@ def test_clips_become_a_world_on_latent_actions_judged_on_the_game_they_show(tmp
     assert data.action_meanings == ["code 0", "code 1", "code 2", "code 3"] and data.env_id == "worldgen/Platformer-v0"
     report = json.loads((out / "eval" / "report.json").read_text())
     assert {"repeat last frame", "world 2-step"} <= set(report["methods"]) and "coins" in report["content"]["real"]
+    # The reward head learnt from the world's own frames drawn at the tuned second-step time, the one it plays at.
+    tuned = json.loads((out / "tune.json").read_text())["mid_time"]
+    assert json.loads((out / "runs" / "reward" / "train_config.json").read_text())["judged"]["mid_time"] == tuned
     world = World(out / "world")
     assert world.action_meanings == data.action_meanings and world.spec.source_env == "envs:worldgen/Platformer-v0"
     assert main(args) == 0 and capsys.readouterr().out.count(": done") == 13
@@ -125,6 +128,6 @@ def test_bad_video_requests_say_what_was_wrong(tmp_path):
     assert [name for name, _, _ in plan.steps] == ["video", "ae", "lam", "label", "teacher", "scd", "teacher_own", "scd_own",
                                                    "pack", "bench"]
     ruled = make_plan("worldgen/Platformer-v0", tmp_path, "small", video=[tmp_path])
-    assert [name for name, _, _ in ruled.steps][-5:] == ["reward", "pack", "tune", "eval", "bench"]
+    assert [name for name, _, _ in ruled.steps][-5:] == ["tune", "reward", "pack", "eval", "bench"]
     unruled = make_plan("MountainCar-v0", tmp_path, "small", video=[tmp_path])  # judged on the game, no rewards read off frames
-    assert [name for name, _, _ in unruled.steps][-5:] == ["scd_own", "pack", "tune", "eval", "bench"]
+    assert [name for name, _, _ in unruled.steps][-5:] == ["scd_own", "tune", "pack", "eval", "bench"]

@@ -22,11 +22,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from worldgen.data.sources import VIDEO_ENV
 from worldgen.data.video import find_videos
 from worldgen.kit import kit_for
+
+if TYPE_CHECKING:
+    from worldgen.world import WorldSpec
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,11 @@ class Plan:
             if self.video and s.name == "ae":
                 self.steps += [("lam", f"train lam, {self.codes} codes, {p.lam_steps} steps", p.lam_steps * p.lam_seconds_per_step),
                                ("label", "the clips' actions are the codes" + (", rewards by the rules" if judged else ""), 30.0)]
+            if s.name == "scd_own" and self.playable:  # before the reward head, which learns from the world's frames
+                self.steps.append(("tune", f"second sampling step: the best of t = {', '.join(map(str, p.mid_times))}",
+                                   p.tune_seconds))
         self.steps.append(("pack", "the world folder", 1.0))
         if self.playable:
-            self.steps.append(("tune", f"second sampling step: the best of t = {', '.join(map(str, p.mid_times))}",
-                               p.tune_seconds))
             self.steps.append(("eval", f"{p.eval_seeds} unseen levels, horizons {','.join(map(str, p.horizons))}; "
                                        f"{p.content_streams} x {p.content_frames} frames of long play", p.eval_seconds))
         self.steps.append(("bench", f"frames/s at batch {', '.join(map(str, p.bench_batches))}", 60.0))
@@ -252,7 +256,7 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
                 log(f"{head}: done")
                 continue
             log(f"{head}: {what} (~{_duration(seconds)})")
-            _tune(plan, data, world, out / "tune.json", log, runs / "lam" / "export" if plan.video else None)
+            _tune(plan, data, runs, out / "tune.json", log)
         elif name == "eval":
             if (out / "eval" / "report.json").exists():
                 log(f"{head}: done")
@@ -330,42 +334,67 @@ def _train(spec: StageSpec, plan: Plan, data: Path, runs: Path) -> None:
         sets.append(f"ae={runs}/ae/export")
     if spec.kind == "reward" and kit_for(plan.env_id).events is None:  # no rules to label the world's frames with
         sets = [s for s in sets if not s.startswith("judged.")]
+    elif spec.kind == "reward":
+        sets.append(f"judged.mid_time={_mid_time(plan.out)}")  # the world's own frames, drawn as it will draw them
     cfg = resolve_config(spec.kind, None if spec.kind == "scm" else plan.preset.model, None, sets)
     run_stage(spec.kind, cfg, data, runs / spec.name, resume=bool(list_states(runs / spec.name)))
 
 
-def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
+def _spec(plan: Plan, data: Path, runs: Path) -> WorldSpec:
+    """The world's description: its dynamics, dataset and game, and the tuned second-step time."""
+    import dataclasses
+
     from worldgen.data.sources import qualified_env_id
     from worldgen.data.storage import read_manifest
-    from worldgen.world import opening_frames, pack_world, spec_for
+    from worldgen.world import spec_for
 
     source = qualified_env_id(plan.env_id) if plan.playable else VIDEO_ENV
     spec = spec_for(runs / "scd_own" / "export", read_manifest(data), source, plan.out.name)
+    return dataclasses.replace(spec, mid_time=_mid_time(plan.out))
+
+
+def _mid_time(out: Path) -> float:
+    """The tune stage's choice; sCM's default for a world that has none (no game to judge by)."""
+    import json
+
+    from worldgen.scm import T_MID
+
+    return json.loads((out / "tune.json").read_text())["mid_time"] if (out / "tune.json").exists() else T_MID
+
+
+def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
+    from worldgen.world import opening_frames, pack_world
+
+    spec = _spec(plan, data, runs)
     prompts = None if plan.playable else opening_frames(data, spec.context)
     reward = runs / "reward" / "export" if any(name == "reward" for name, _, _ in plan.steps) else None
     pack_world(world, spec, runs / "ae" / "export", runs / "scd_own" / "export", reward,
                teacher=runs / "teacher_own" / "export", prompts=prompts)
 
 
-def _tune(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[str], None], lam: Path | None) -> None:
-    """Choose the second-step time on validation levels and write it into the world's description
-    (then the choice, which marks the stage done)."""
-    import dataclasses
+def _tune(plan: Plan, data: Path, runs: Path, out: Path, log: Callable[[str], None]) -> None:
+    """Choose the second-step time on validation levels, with the world's networks before they
+    are packed; the choice (`out`) goes into the reward head's pool and the world's description."""
     import json
 
+    import torch
+
+    from models.export import load_export
     from worldgen.atomic import write_atomic
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.lam import world_relabeller
     from worldgen.tune import format_tuning, tune_mid_time
-    from worldgen.world import World, write_spec
+    from worldgen.world import World
 
     p = plan.preset
-    world = World(world_folder)
-    used = set(world.spec.training_seeds) | EpisodeDataset(data).level_seeds()
-    relabel = world_relabeller(lam, world) if lam else None
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # as World() picks for eval
+    spec = _spec(plan, data, runs)
+    world = World.from_modules(spec, load_export(runs / "ae" / "export", "autoencoder", device)[0],
+                               load_export(runs / "scd_own" / "export", "dynamics", device)[0], None)
+    used = set(spec.training_seeds) | EpisodeDataset(data).level_seeds()
+    relabel = world_relabeller(runs / "lam" / "export", world) if plan.video else None
     result = tune_mid_time(world, list(p.mid_times), p.content_streams, p.content_frames, used, relabel, log)
     log(format_tuning(result))
-    write_spec(world_folder, dataclasses.replace(world.spec, mid_time=result["mid_time"]))
     text = json.dumps(result, indent=1).encode()
     write_atomic(out, lambda f: f.write(text))
 

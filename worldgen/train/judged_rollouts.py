@@ -24,7 +24,7 @@ from worldgen.data.policies import RandomRepeatPolicy
 from worldgen.data.windows import WindowDataset
 from worldgen.kit import EventRules
 from worldgen.rollout import Sampler, rollout_steps
-from worldgen.scm import SIGMA_D
+from worldgen.scm import SIGMA_D, T_MID, check_mid_time
 
 
 @dataclass
@@ -39,6 +39,9 @@ class JudgedRolloutConfig:
     are random and held for a few steps."""
     sampler_steps: int = 2
     context_noise: float = 0.05
+    mid_time: float = T_MID
+    """The second step's time: the world's (`world.json`'s `mid_time`), so the head learns from
+    the frames agents will see."""
     chunk: int = 64
     """Rollouts drawn at once."""
     val_fraction: float = 0.125
@@ -52,6 +55,7 @@ class JudgedRolloutConfig:
             raise ValueError("judged.share > 0 needs judged.world: the export folder of the dynamics network that draws the frames")
         if self.share and (self.rollouts < 2 or self.frames < 1):
             raise ValueError(f"judged rollouts need judged.rollouts >= 2 and judged.frames >= 1, got {self.rollouts} and {self.frames}")
+        check_mid_time(self.mid_time)
 
 
 class JudgedPool:
@@ -66,7 +70,7 @@ class JudgedPool:
         k = windows.context
         if net.cfg.context != k:
             raise ValueError(f"judged.world {cfg.world} has a context of {net.cfg.context} frames, the reward head {k}")
-        sampler = Sampler(config["sampler"], cfg.sampler_steps, cfg.context_noise)
+        sampler = Sampler(config["sampler"], cfg.sampler_steps, cfg.context_noise, cfg.mid_time)
         rng = np.random.default_rng(cfg.seed)
         starts = rng.integers(len(windows), size=cfg.rollouts)
         padding = RandomRepeatPolicy(net.cfg.num_actions, seed=cfg.seed)
