@@ -3,6 +3,7 @@ rename. Everything the user makes (datasets, checkpoints, worlds, clips, reports
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -28,6 +29,12 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: Path, value: Any, indent: int | None = 1) -> None:
+    """`value` as JSON, written whole or not at all (`write_atomic`)."""
+    data = json.dumps(value, indent=indent).encode()
+    write_atomic(path, lambda f: f.write(data))
 
 
 def write_atomic(path: Path, write: Any, suffix: str = ".tmp") -> None:

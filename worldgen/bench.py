@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -14,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from models.export import load_export
-from worldgen.atomic import write_atomic
+from worldgen.atomic import write_json
 from worldgen.rollout import Sampler, for_inference, predict_next
 from worldgen.scm import SIGMA_D
 from worldgen.world import World
@@ -138,5 +137,4 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def save_report(report: dict[str, Any], path: Path) -> None:
-    data = json.dumps(report, indent=1).encode()
-    write_atomic(Path(path), lambda f: f.write(data))
+    write_json(Path(path), report)

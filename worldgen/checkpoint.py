@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from models.export import CONFIG, WEIGHTS, CheckpointError, read_tensors
-from worldgen.atomic import atomic_folder, atomic_path, write_atomic
+from worldgen.atomic import atomic_folder, atomic_path, write_json
 
 STATES = "checkpoints"
 
@@ -33,8 +33,7 @@ def save_weights(folder: Path, tensors: dict[str, torch.Tensor], config: dict[st
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _save_tensors(folder / WEIGHTS, tensors)
-    data = json.dumps(config, indent=1).encode()
-    write_atomic(folder / CONFIG, lambda f: f.write(data))
+    write_json(folder / CONFIG, config)
 
 
 def save_state(run: Path, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep: int) -> Path:

@@ -103,10 +103,8 @@ def _data_from_video(args: argparse.Namespace) -> int:
 
 
 def _lam_eval(args: argparse.Namespace) -> int:
-    import json
-
     import envs  # noqa: F401  (the real games the clips came from)
-    from worldgen.atomic import write_atomic
+    from worldgen.atomic import write_json
     from worldgen.lam import format_confusion, judge_on_clips
 
     report = judge_on_clips(args.lam, args.clips, args.out)
@@ -119,8 +117,7 @@ def _lam_eval(args: argparse.Namespace) -> int:
           f"with the true one), {part['strict_accuracy']:.3f} counting only the true action itself\n"
           f"map: {', '.join(f'{i}={m}' for i, m in enumerate(part['map']))}\n"
           "codes (rows) against true actions on those steps, % of each code's steps:\n" + format_confusion(part["confusion"], report["action_meanings"]))
-    data = json.dumps(report, indent=1).encode()
-    write_atomic(args.out / "lam_report.json", lambda f: f.write(data))
+    write_json(args.out / "lam_report.json", report)
     print(f"wrote {args.out / 'lam_report.json'}")
     return 0
 
@@ -223,9 +220,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _record_game(args: argparse.Namespace) -> int:
-    import json
-
-    from worldgen.atomic import write_atomic
+    from worldgen.atomic import write_json
     from worldgen.record import record_game_clip, write_video
 
     if args.prompt is not None or args.steps is not None:
@@ -237,8 +232,7 @@ def _record_game(args: argparse.Namespace) -> int:
         frames, sidecar = record_game_clip(args.env, args.seed + i, args.frames, args.policy, trust_agent=args.trust_agent)
         sidecar["fps"] = args.fps
         write_video(out, frames, args.fps, args.scale)
-        data = json.dumps(sidecar).encode()
-        write_atomic(out.with_suffix(".json"), lambda f: f.write(data))
+        write_json(out.with_suffix(".json"), sidecar, indent=None)
         print(f"wrote {out} ({len(frames)} frames of {args.env}, level {args.seed + i}) and {out.with_suffix('.json')}")
     return 0
 
@@ -363,12 +357,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
 
     import torch
 
     import envs  # noqa: F401
-    from worldgen.atomic import write_atomic
+    from worldgen.atomic import write_json
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.lam import world_relabeller
     from worldgen.tune import format_tuning, tune_mid_time
@@ -385,8 +378,7 @@ def _tune(args: argparse.Namespace) -> int:
                            log=lambda line: print(line, flush=True))
     print(format_tuning(result))
     if args.json:
-        text = json.dumps(result, indent=1).encode()
-        write_atomic(args.json, lambda f: f.write(text))
+        write_json(args.json, result)
     if args.write:
         write_spec(world.folder, dataclasses.replace(world.spec, mid_time=result["mid_time"]))
         print(f"wrote mid_time {result['mid_time']:g} into {world.folder}/world.json (was {world.spec.mid_time:g})")

@@ -123,7 +123,7 @@ def map_codes_to_actions(folder: Path, labels: Path, progress: bool = True) -> d
     `worldgen collect` records them), and write the names into its export: worlds made on it
     then show the game's action names, and the arrow keys play them. Returns the map's report."""
     from models.export import CONFIG
-    from worldgen.atomic import write_atomic
+    from worldgen.atomic import write_json
 
     actions = LatentActions.load(folder)
     data = EpisodeDataset(labels)
@@ -138,8 +138,7 @@ def map_codes_to_actions(folder: Path, labels: Path, progress: bool = True) -> d
               "action_meanings": data.action_meanings, "confusion": confusion.tolist()}
     config = json.loads((Path(folder) / CONFIG).read_text())
     config.update(code_names=names, label_map=report)
-    text = json.dumps(config, indent=1).encode()
-    write_atomic(Path(folder) / CONFIG, lambda f: f.write(text))
+    write_json(Path(folder) / CONFIG, config)
     return {**report, "code_names": names}
 
 

@@ -375,12 +375,10 @@ def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
 def _tune(plan: Plan, data: Path, runs: Path, out: Path, log: Callable[[str], None]) -> None:
     """Choose the second-step time on validation levels, with the world's networks before they
     are packed; the choice (`out`) goes into the reward head's pool and the world's description."""
-    import json
-
     import torch
 
     from models.export import load_export
-    from worldgen.atomic import write_atomic
+    from worldgen.atomic import write_json
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.lam import world_relabeller
     from worldgen.tune import format_tuning, tune_mid_time
@@ -395,8 +393,7 @@ def _tune(plan: Plan, data: Path, runs: Path, out: Path, log: Callable[[str], No
     relabel = world_relabeller(runs / "lam" / "export", world) if plan.video else None
     result = tune_mid_time(world, list(p.mid_times), p.content_streams, p.content_frames, used, relabel, log)
     log(format_tuning(result))
-    text = json.dumps(result, indent=1).encode()
-    write_atomic(out, lambda f: f.write(text))
+    write_json(out, result)
 
 
 def _evaluate(plan: Plan, data: Path, world_folder: Path, out: Path, log: Callable[[str], None], lam: Path | None) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldgen.atomic import atomic_path, write_atomic
+from worldgen.atomic import atomic_path, write_json
 from worldgen.world import World
 
 CLIP_FORMAT = "worldgen-clip"
@@ -41,8 +41,7 @@ class Clip:
     format: str = CLIP_FORMAT
 
     def save(self, path: Path) -> None:
-        data = json.dumps(asdict(self), indent=1).encode()
-        write_atomic(Path(path), lambda f: f.write(data))
+        write_json(Path(path), asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> "Clip":

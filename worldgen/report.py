@@ -3,14 +3,13 @@ report.json, the PSNR plot, the labelled picture of real and generated frames, t
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from worldgen.atomic import atomic_path, write_atomic
+from worldgen.atomic import atomic_path, write_json
 from worldgen.content import content_report, record_streams, write_content
 from worldgen.data.policies import RandomRepeatPolicy
 from worldgen.data.sources import probe_action_meanings
@@ -32,8 +31,7 @@ def write_report(report: dict[str, Any], out: Path, grid_rows: int = 2, grid_ste
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pictures = report.pop("_pictures", {})
-    data = json.dumps(report, indent=1).encode()
-    write_atomic(out / "report.json", lambda f: f.write(data))
+    write_json(out / "report.json", report)
     if not report["methods"]:
         return
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)

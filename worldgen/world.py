@@ -23,7 +23,7 @@ from torch import nn
 
 from models.export import load_export
 import models
-from worldgen.atomic import atomic_folder, write_atomic
+from worldgen.atomic import atomic_folder, write_json
 from worldgen.checkpoint import CheckpointError
 from worldgen.codec import LatentCodec
 from worldgen.rollout import SAMPLERS, Sampler, for_inference, predict_next, predict_reward
@@ -102,8 +102,7 @@ def pack_world(out: Path, spec: WorldSpec, ae: Path, dynamics: Path, reward: Pat
 
 def write_spec(folder: Path, spec: WorldSpec) -> None:
     """`world.json`, replaced in one rename: a world is never left without its description."""
-    data = json.dumps(asdict(spec), indent=1).encode()
-    write_atomic(Path(folder) / WORLD_FILE, lambda f: f.write(data))
+    write_json(Path(folder) / WORLD_FILE, asdict(spec))
 
 
 def opening_frames(data: Path, k: int, most: int = 16) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from worldgen.atomic import write_atomic
+from worldgen.atomic import write_atomic, write_json
 
 SHARD_FORMAT = "worldgen-episode"
 DATASET_FORMAT = "worldgen-dataset"
@@ -272,8 +272,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    data = json.dumps(manifest, indent=1).encode()
-    write_atomic(Path(root) / MANIFEST, lambda f: f.write(data))
+    write_json(Path(root) / MANIFEST, manifest)
 
 
 def new_manifest(env_id: str, action_meanings: list[str], frame_shape: tuple[int, ...]) -> dict[str, Any]:
