@@ -65,3 +65,17 @@ def test_play_platformer_demo_starts_and_plays(tmp_path):
         capture_output=True, text=True,
     )
     assert "played 5 frames" in result.stdout
+
+
+def test_preview_actions_demo_draws_a_row_per_action(tiny_world, tmp_path):
+    out = tmp_path / "preview.png"
+    subprocess.run(
+        [sys.executable, str(ROOT / "demos/preview_actions.py"), "--world", str(tiny_world), "--out", str(out), "--warmup", "2"],
+        check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    from worldgen.viewer import PREVIEW_STEPS
+    from worldgen.world import read_spec
+
+    height, width, _ = np.asarray(Image.open(out)).shape
+    actions = len(read_spec(tiny_world).action_meanings)
+    assert height > actions * 64 * 2 and width > (PREVIEW_STEPS + 1) * 64 * 2  # every action, every frame, at scale 2
