@@ -83,6 +83,26 @@ def test_action_outcomes_group_keys_that_draw_the_same_frame():
     assert mapping[0] == noop and accuracy == pytest.approx(np.mean(classes[np.arange(8), actions] == classes[:, noop]))
 
 
+def test_atari_outcomes_come_from_the_emulator_state_of_the_replay():
+    # An Atari env copied with deepcopy does not carry its emulator's state; what each key draws
+    # must be what a replay of the same actions, then that key, draws.
+    pytest.importorskip("ale_py")
+    from worldgen.data.sources import make_source_env
+
+    actions = np.random.default_rng(0).integers(0, 18, 12)
+    classes = action_outcomes("ALE/Boxing-v5", 3, actions)
+    frames = []
+    for key in range(18):
+        env = make_source_env("ALE/Boxing-v5", 64)
+        env.reset(seed=3)
+        for a in actions[:-1]:
+            env.step(int(a))
+        frames.append(env.step(key)[0])
+        env.close()
+    same = np.array([[np.array_equal(frames[a], frames[b]) for b in range(18)] for a in range(18)])
+    assert np.array_equal(same, classes[-1][:, None] == classes[-1][None, :]) and classes[-1].max() > 0
+
+
 def _copy_with_scrambled_actions(src, dst):
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("latents", ".lock"))
     rng = np.random.default_rng(0)
