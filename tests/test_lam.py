@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -103,6 +104,13 @@ def test_atari_outcomes_come_from_the_emulator_state_of_the_replay():
     assert np.array_equal(same, classes[-1][:, None] == classes[-1][None, :]) and classes[-1].max() > 0
 
 
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _copy_with_scrambled_actions(src, dst):
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("latents", ".lock"))
     rng = np.random.default_rng(0)
@@ -144,6 +152,15 @@ def test_lam_eval_judges_codes_on_real_clips(tiny_world_runs, tiny_dataset, tmp_
     assert report["clips"] == 2 and report["steps"] == 80 and 0 < report["shown_steps"] <= 80
     assert np.array(report["shown"]["confusion"]).sum() == report["shown_steps"]
     assert "| code | steps | NOOP | LEFT |" in capsys.readouterr().out
+    # The supervised probe of benchmarks/lam_ceiling.py is judged the same way, on the same steps.
+    ceiling = _benchmark("lam_ceiling")
+    probe, ae, trained = ceiling.train_probe(tiny_dataset, tiny_world_runs / "ae" / "export", "tiny", 3, 8, 0)
+    probed = ceiling.judge_codes_on_clips(ceiling.ProbeCodes(probe, ae, tiny_world_runs / "ae" / "export"),
+                                          tmp_path / "clips", tmp_path / "judged")
+    assert probed["steps"] == 80 and probed["shown_steps"] == report["shown_steps"] and len(probed["usage"]["share"]) == 6
+    assert np.array(probed["shown"]["confusion"]).shape == (6, 6) and 0 <= trained["val_key_accuracy"] <= 1
+    with pytest.raises(ValueError, match="no true keys"):
+        ceiling.train_probe(tmp_path / "judged" / "data", tiny_world_runs / "ae" / "export", "tiny", 1, 8, 0)
     (tmp_path / "clips" / "c-000.json").write_text(json.dumps({"format": "something else"}))
     assert main(["lam-eval", "--lam", str(tmp_path / "lam" / "export"), "--clips", str(tmp_path / "clips"),
                  "--out", str(tmp_path / "judged2")]) == 2

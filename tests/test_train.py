@@ -96,8 +96,10 @@ def test_reward_head_trains(tiny_world_runs, tiny_dataset):
     assert val
 
 
-def test_reward_head_trains_on_the_worlds_own_frames_judged_by_the_rules(capsys, trained_tiny_world, tiny_world_runs,
-                                                                          tiny_dataset):
+def test_reward_head_trains_on_the_worlds_own_frames_judged_by_the_rules(capsys, monkeypatch, trained_tiny_world,
+                                                                          tiny_world_runs, tiny_dataset):
+    import dataclasses
+
     import numpy as np
 
     from envs.platformer import frame_events
@@ -123,8 +125,16 @@ def test_reward_head_trains_on_the_worlds_own_frames_judged_by_the_rules(capsys,
     assert torch.equal(batch["context"][0], pool.latents[1, 5:9].float())
     assert batch["reward"][0] == pool.rewards[1, 5]
     # The same seed draws the same pool: a resumed run trains on the same frames.
-    again = JudgedPool(cfg, windows, codec, frame_events, torch.device("cpu"))
-    assert torch.equal(again.latents, pool.latents)
+    cache = tiny_world_runs / "judged_pool.safetensors"
+    again = JudgedPool(cfg, windows, codec, frame_events, torch.device("cpu"), cache)
+    assert torch.equal(again.latents, pool.latents) and cache.exists()
+    # Drawn once: while its recipe holds, the pool is read back, not drawn again.
+    monkeypatch.setattr(JudgedPool, "_draw", lambda *a: pytest.fail("drew a pool the cache holds"))
+    cached = JudgedPool(dataclasses.replace(cfg, share=0.25), windows, codec, frame_events, torch.device("cpu"), cache)
+    assert torch.equal(cached.latents, pool.latents) and torch.equal(cached.rewards, pool.rewards)
+    monkeypatch.undo()
+    longer = JudgedPool(dataclasses.replace(cfg, frames=13), windows, codec, frame_events, torch.device("cpu"), cache)
+    assert longer.latents.shape[1] == 4 + 13
 
     out = tiny_world_runs / "reward_judged"
     assert main(["train", "reward", "--data", str(tiny_dataset), "--out", str(out), "--preset", "tiny", "--steps", "4",
@@ -132,6 +142,7 @@ def test_reward_head_trains_on_the_worlds_own_frames_judged_by_the_rules(capsys,
                  "--set", "judged.share=0.5", "--set", f"judged.world={scd}", "--set", "judged.rollouts=4",
                  "--set", "judged.frames=12", "--set", "judged.chunk=4"]) == 0
     assert any("val/own_reward_events" in m for m in metrics(out))
+    assert (out / "judged_pool.safetensors").exists()  # a resumed run reads its pool back
     capsys.readouterr()
     assert main(["train", "reward", "--data", str(tiny_dataset), "--out", str(tiny_world_runs / "reward_no_world"),
                  "--preset", "tiny", "--steps", "1", "--set", f"ae={ae_folder}", "--set", "judged.share=0.5"]) == 2
@@ -274,3 +285,18 @@ def test_both_dynamics_stages_share_one_config_base_and_scm_has_no_preset(capsys
     assert isinstance(scm_cfg, DynamicsTrainConfig) and isinstance(teacher_cfg, DynamicsTrainConfig)
     assert scm_cfg.context_noise_max == 0.3 and scm_cfg.own.share == 0.5 and not hasattr(scm_cfg, "model")
     assert teacher_cfg.own.sampler_steps == 8 and scm_cfg.own.sampler_steps == 2
+
+
+def test_event_weights_undo_the_oversampling_of_events():
+    from worldgen.train.reward import _draw, event_weights
+
+    population = torch.zeros(1000, dtype=torch.bool)
+    population[::50] = True  # 2% of the steps are events
+    events = torch.nonzero(population).flatten()
+    g = torch.Generator().manual_seed(0)
+    drawn = population[_draw(events, torch.arange(1000), 200_000, 0.25, g)]
+    assert 0.25 < drawn.float().mean() < 0.28  # oversampled: about 13 times the population's share
+    weights = event_weights(drawn, 0.02, 0.25)
+    assert abs((weights * drawn).sum() / weights.sum() - 0.02) < 0.002  # weighted, the population again
+    assert abs(weights.mean() - 1) < 0.02
+    assert torch.equal(event_weights(drawn, 0.0, 0.25), torch.ones(len(drawn)))

@@ -195,8 +195,14 @@ def best_map_by_outcome(codes: np.ndarray, actions: np.ndarray, classes: np.ndar
 
 
 def judge_on_clips(folder: Path, clips: Path, work: Path, progress: bool = True) -> dict[str, Any]:
-    """How well the codes of the model in `folder` name the true actions of real-game clips
-    (`worldgen record --env` writes each clip's actions beside it). The clips go through the
+    """How well the codes of the latent action model in `folder` name the true actions of
+    real-game clips (`worldgen record --env` writes each clip's actions beside it)."""
+    return judge_codes_on_clips(LatentActions.load(folder), clips, work, progress)
+
+
+def judge_codes_on_clips(model: Any, clips: Path, work: Path, progress: bool = True) -> dict[str, Any]:
+    """`judge_on_clips` for any `model` with `codes` and `episode_codes(data, progress)` (a
+    benchmark judges a supervised probe of the same frames this way). The clips go through the
     same video path as training data (`work` keeps that dataset); the true actions are read
     only here, to judge. Scored on the steps that show their action (`action_outcomes`)."""
     from worldgen.data.storage import Shard
@@ -209,7 +215,6 @@ def judge_on_clips(folder: Path, clips: Path, work: Path, progress: bool = True)
         raise ValueError(f"{clips}: needs real-game clips with their actions beside them (`worldgen record --env ... --clips N`)")
     data = Path(work) / "data"
     dataset_from_videos(videos, data, progress=progress)
-    model = LatentActions.load(folder)
     codes = model.episode_codes(data, progress)
     meanings = next(iter(sidecars.values()))["action_meanings"]
     all_codes, all_actions, outcomes = [], [], []

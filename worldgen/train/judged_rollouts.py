@@ -6,19 +6,24 @@ and farm exactly those frames (`worldgen agent eval --in-world` showed a return 
 world for 0.5 in the real game). So the head also learns from the frames agents will see:
 long open-loop rollouts of the world itself, each step labelled by the game's rules read
 from the generated pictures (the kit's `events`). The pool is drawn once, before training,
-from a fixed seed, so a resumed run trains on the same pool.
+from a fixed seed, so a resumed run trains on the same pool; with a `cache` file it is drawn
+only once (the Platformer's pool is 20 minutes of CPU) and read back while its recipe holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import safe_open, save_file
 from tqdm import tqdm
 
-from models.export import load_export
+from models.export import WEIGHTS, load_export
+from worldgen.atomic import atomic_path
 from worldgen.codec import LatentCodec
 from worldgen.data.policies import RandomRepeatPolicy
 from worldgen.data.windows import WindowDataset
@@ -63,11 +68,29 @@ class JudgedPool:
     (K), target (the generated next latent), and the rules' reward and termination for it."""
 
     def __init__(self, cfg: JudgedRolloutConfig, windows: WindowDataset, codec: LatentCodec, rules: EventRules,
-                 device: torch.device) -> None:
+                 device: torch.device, cache: Path | None = None) -> None:
         cfg.validate()
+        self.k, self.frames = windows.context, cfg.frames
+        recipe = _recipe(cfg, windows)
+        stored = _read_cache(cache, recipe) if cache is not None else None
+        if stored is None:
+            stored = self._draw(cfg, windows, codec, rules, device)
+            if cache is not None:
+                with atomic_path(cache) as tmp:
+                    save_file(stored, str(tmp), metadata={"recipe": recipe})
+        self.latents, self.actions = stored["latents"], stored["actions"]  # (N, K + H, ...), (N, K + H - 1)
+        self.rewards, self.ended = stored["rewards"], stored["ended"]  # (N, H)
+        n_val = max(1, int(round(cfg.rollouts * cfg.val_fraction)))
+        steps = torch.arange(cfg.rollouts * cfg.frames)
+        self.train_index, self.val_index = steps[: -n_val * cfg.frames], steps[-n_val * cfg.frames :]
+        flags = (self.rewards != 0) | self.ended
+        self.train_events = self.train_index[flags.flatten()[self.train_index]]
+
+    def _draw(self, cfg: JudgedRolloutConfig, windows: WindowDataset, codec: LatentCodec, rules: EventRules,
+              device: torch.device) -> dict[str, torch.Tensor]:
         net, config = load_export(Path(cfg.world), "dynamics", device)
         net.requires_grad_(False)
-        k = windows.context
+        k = self.k
         if net.cfg.context != k:
             raise ValueError(f"judged.world {cfg.world} has a context of {net.cfg.context} frames, the reward head {k}")
         sampler = Sampler(config["sampler"], cfg.sampler_steps, cfg.context_noise, cfg.mid_time)
@@ -90,14 +113,8 @@ class JudgedPool:
             actions.append(torch.from_numpy(acts))
             rewards.append(torch.from_numpy(np.stack([j[0] for j in judged])))
             ended.append(torch.from_numpy(np.stack([j[1] for j in judged])))
-        self.k, self.frames = k, cfg.frames
-        self.latents, self.actions = torch.cat(latents), torch.cat(actions)  # (N, K + H, ...), (N, K + H - 1)
-        self.rewards, self.ended = torch.cat(rewards), torch.cat(ended)  # (N, H)
-        n_val = max(1, int(round(cfg.rollouts * cfg.val_fraction)))
-        steps = torch.arange(cfg.rollouts * cfg.frames)
-        self.train_index, self.val_index = steps[: -n_val * cfg.frames], steps[-n_val * cfg.frames :]
-        flags = (self.rewards != 0) | self.ended
-        self.train_events = self.train_index[flags.flatten()[self.train_index]]
+        return {"latents": torch.cat(latents), "actions": torch.cat(actions),
+                "rewards": torch.cat(rewards), "ended": torch.cat(ended)}
 
     @staticmethod
     def _actions(windows: WindowDataset, index: int, context_actions: np.ndarray, frames: int,
@@ -121,3 +138,27 @@ class JudgedPool:
             "reward": self.rewards[r, i].to(device),
             "terminated": self.ended[r, i].to(device),
         }
+
+
+def _recipe(cfg: JudgedRolloutConfig, windows: WindowDataset) -> str:
+    """Everything a pool is drawn from, as text: the settings, the episodes, their latents (a
+    store per autoencoder) and the world's weights file by size and time, so a retrained world
+    or autoencoder is never read from an old pool."""
+    weights = Path(cfg.world) / WEIGHTS
+    stat = weights.stat()
+    store = windows.latents.folder.resolve() if windows.latents is not None else None
+    drawn = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("share", "val_fraction")}  # not how it is drawn
+    return json.dumps({"judged": drawn, "data": str(windows.episodes.root.resolve()),
+                       "episodes": [str(f) for f in windows.episodes.files], "context": windows.context,
+                       "latents": str(store), "world": [str(weights.resolve()), stat.st_size, stat.st_mtime_ns]},
+                      sort_keys=True)
+
+
+def _read_cache(cache: Path, recipe: str) -> dict[str, torch.Tensor] | None:
+    """The pool stored in `cache` if it was drawn from `recipe`, else None (it is drawn again)."""
+    if not Path(cache).exists():
+        return None
+    with safe_open(str(cache), framework="pt") as f:
+        if (f.metadata() or {}).get("recipe") != recipe:
+            return None
+        return {key: f.get_tensor(key) for key in f.keys()}

@@ -35,6 +35,11 @@ class RewardTrainConfig:
     """Autoencoder export folder (default: the `ae/export` beside --out)."""
     event_fraction: float = 0.25
     """Share of each batch drawn from steps with a reward or a termination, which are rare."""
+    reweight_events: bool = True
+    """Weight each step's loss by how much `event_fraction` changed its odds of being drawn, so
+    the head learns the game's own event rate. Oversampling alone teaches it that events are
+    about 25 times as common as they are, and on a drifted, ambiguous frame of the world it
+    then predicts one."""
     latent_noise: float = 0.1
     """Noise on the input latents (units of sigma_d): generated latents are never exact."""
     val_windows: int = 2048
@@ -51,8 +56,9 @@ def event_windows(windows: WindowDataset) -> np.ndarray:
 class RewardStage:
     name = "reward"
 
-    def __init__(self, cfg: RewardTrainConfig, data: Path, ae_folder: Path) -> None:
+    def __init__(self, cfg: RewardTrainConfig, data: Path, ae_folder: Path, pool_cache: Path | None = None) -> None:
         self.cfg = cfg
+        self.pool_cache = pool_cache
         self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, 0, device=run_device(cfg.run))
         if self.data.train.episodes.manifest.get("rewards") == "unknown":
             raise ValueError(f"{data} has no rewards (labelled from video); label it with a game's rules "
@@ -83,17 +89,26 @@ class RewardStage:
     def to(self, device: torch.device) -> None:
         self.data.to(device)
         if self.rules is not None and self.pool is None:
-            self.pool = JudgedPool(self.cfg.judged, self.data.train, LatentCodec(self.data.ae, device), self.rules, device)
+            self.pool = JudgedPool(self.cfg.judged, self.data.train, LatentCodec(self.data.ae, device), self.rules, device,
+                                   self.pool_cache)
 
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
         own = int(round(batch_size * self.cfg.judged.share)) if self.pool is not None else 0
         real = self.data.batch(self.data.train, _draw(self.events, torch.arange(len(self.data.train)), batch_size - own,
                                                       self.cfg.event_fraction, generator))
+        real["weight"] = self._weights(real, len(self.events) / len(self.data.train))
         if not own:
             return real
         judged = self.pool.batch(_draw(self.pool.train_events, self.pool.train_index, own, self.cfg.event_fraction, generator),
                                  ctx.device)
+        judged["weight"] = self._weights(judged, len(self.pool.train_events) / len(self.pool.train_index))
         return {key: torch.cat([real[key], judged[key]]) for key in real}
+
+    def _weights(self, batch: dict[str, torch.Tensor], event_share: float) -> torch.Tensor:
+        is_event = (batch["reward"] != 0) | batch["terminated"].bool()
+        if not self.cfg.reweight_events:
+            return torch.ones(is_event.shape, device=is_event.device)
+        return event_weights(is_event, event_share, self.cfg.event_fraction)
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         b = batch["target"].shape[0]
@@ -102,8 +117,9 @@ class RewardStage:
         target = batch["target"] + self.cfg.latent_noise * SIGMA_D * torch.randn(batch["target"].shape, generator=ctx.noise, device=ctx.device)
         with ctx.autocast():
             reward, terminal = train["head"](context, batch["actions"], target)
-        reward_loss = F.mse_loss(reward.float(), symlog(batch["reward"]))
-        end_loss = F.binary_cross_entropy_with_logits(terminal.float(), batch["terminated"].float())
+        weight = batch["weight"]
+        reward_loss = (weight * (reward.float() - symlog(batch["reward"])) ** 2).mean()
+        end_loss = (weight * F.binary_cross_entropy_with_logits(terminal.float(), batch["terminated"].float(), reduction="none")).mean()
         return reward_loss + end_loss, {"reward_mse": reward_loss.detach(), "termination_bce": end_loss.detach()}
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
@@ -117,6 +133,16 @@ class RewardStage:
             own = _scores(ema["head"], [self.pool.batch(c, ctx.device) for c in self.pool.val_index.split(256)])
             scores.update({f"own_{key}": value for key, value in own.items()})
         return scores
+
+
+def event_weights(is_event: torch.Tensor, event_share: float, event_fraction: float) -> torch.Tensor:
+    """Loss weights of steps drawn by `_draw` from a population where `event_share` of the steps
+    are events: each step's chance in the population over its chance of being drawn, so that
+    the weighted batch is the population (importance sampling); they average 1 over the draws."""
+    ones = torch.ones(is_event.shape, device=is_event.device)
+    if event_share == 0:  # nothing to oversample: `_draw` draws from everything
+        return ones
+    return torch.where(is_event, ones / (event_fraction / event_share + 1 - event_fraction), ones / (1 - event_fraction))
 
 
 def _draw(events: torch.Tensor, everything: torch.Tensor, n: int, event_fraction: float,

@@ -91,7 +91,7 @@ def run_stage(stage: str, cfg: Any, data: Path, out: Path, resume: bool) -> Path
         else:
             from worldgen.train.reward import RewardStage
 
-            runner = RewardStage(cfg, data, Path(cfg.ae))
+            runner = RewardStage(cfg, data, Path(cfg.ae), pool_cache=Path(out) / "judged_pool.safetensors")
     config = {"stage": stage, "data": str(data), **dataclasses.asdict(cfg)}
     return train(runner, cfg.run, cfg.optim, out, resume, config)
 
