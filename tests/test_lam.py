@@ -127,13 +127,19 @@ def test_train_lam_never_reads_the_true_actions_and_reports_its_codebook(tiny_wo
     _copy_with_scrambled_actions(tiny_dataset, scrambled)
     common = ["--preset", "tiny", "--codes", "4", "--steps", "30", "--set", f"ae={tiny_world_runs / 'ae' / 'export'}",
               "--set", "run.val_fraction=0.3", "--set", "run.image_every=30", "--set", "restart_every=10"]
-    assert main(["train", "lam", "--data", str(tiny_dataset), "--out", str(tmp_path / "a"), *common]) == 0
-    assert main(["train", "lam", "--data", str(scrambled), "--out", str(tmp_path / "b"), *common,
-                 "--labels", str(tiny_dataset)]) == 0
+    labelled = ["--labels", str(tiny_dataset)]  # a few episodes with true keys, which do steer the codes
+    assert main(["train", "lam", "--data", str(tiny_dataset), "--out", str(tmp_path / "a"), *common, *labelled]) == 0
+    assert main(["train", "lam", "--data", str(scrambled), "--out", str(tmp_path / "b"), *common, *labelled]) == 0
+    assert main(["train", "lam", "--data", str(tiny_dataset), "--out", str(tmp_path / "c"), *common, *labelled,
+                 "--set", "label_weight=0"]) == 0
     a, _ = load_export(tmp_path / "a" / "export", "lam")
     b, config = load_export(tmp_path / "b" / "export", "lam")
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(x, y), name  # the same weights whatever the actions say
+        assert torch.equal(x, y), name  # the same weights whatever the data's own actions say
+    c, _ = load_export(tmp_path / "c" / "export", "lam")
+    assert not torch.equal(a.enc_out.weight, c.enc_out.weight)  # the labels' keys steer the encoder
+    assert any("key_ce" in line for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines())
+    assert not any("key_ce" in line for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines())
     assert a.cfg.codes == 4 and len(config["code_names"]) == 4
     assert np.array(config["label_map"]["confusion"]).sum() == config["label_map"]["steps"]
     assert "best-map accuracy" in capsys.readouterr().out

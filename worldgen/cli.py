@@ -143,9 +143,9 @@ def _train(args: argparse.Namespace) -> int:
         sets += [f"mode={args.mode or 'scd'}"] + ([f"teacher={args.teacher}"] if args.teacher else [])
     elif args.mode or args.teacher:
         raise SystemExit("error: --mode and --teacher belong to `worldgen train scm`")
-    if args.stage == "lam" and args.codes is not None:
-        sets.append(f"model.codes={args.codes}")
-    elif args.stage != "lam" and (args.codes is not None or args.labels is not None):
+    if args.stage == "lam":
+        sets += ([f"model.codes={args.codes}"] if args.codes is not None else []) + ([f"labels={args.labels}"] if args.labels else [])
+    elif args.codes is not None or args.labels is not None:
         raise SystemExit("error: --codes and --labels belong to `worldgen train lam`")
     cfg = resolve_config(args.stage, args.preset, args.config, sets)
     if args.steps is not None:
@@ -157,10 +157,10 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     export = run_stage(args.stage, cfg, args.data, args.out, args.resume)
     print(f"trained {args.stage}: weights in {export}")
-    if args.stage == "lam" and args.labels is not None:
+    if args.stage == "lam" and cfg.labels:
         from worldgen.lam import map_codes_to_actions
 
-        report = map_codes_to_actions(export, args.labels)
+        report = map_codes_to_actions(export, Path(cfg.labels))
         print(f"codes named from {report['episodes']} labelled episodes ({report['steps']} steps, best-map accuracy "
               f"{report['accuracy']:.2f}): " + ", ".join(f"{i}={n}" for i, n in enumerate(report["code_names"])))
     return 0
@@ -519,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", type=Path, default=None, help="scm: teacher export (default: ../teacher/export beside --out)")
     p.add_argument("--codes", type=_positive, default=None, help="lam: how many latent actions (Genie uses 8)")
     p.add_argument("--labels", type=Path, default=None,
-                   help="lam: a few episodes with true actions (`worldgen collect`): name each code after the action it stands for")
+                   help="lam: a few episodes with true actions (`worldgen collect`): they steer the codes toward the keys "
+                        "(`--set label_weight=0`: they only name them) and name each code after the action it stands for")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.set_defaults(run=_train)
 

@@ -6,6 +6,12 @@ whether the codes carry the move: the decoder's error with each step's own code 
 error with another step's code (`code_gain_db`; 0 when the decoder ignores the code), the
 codebook's perplexity, and its dead codes. Codes that go unused during training are restarted
 on the encoder's outputs of the current batch (the usual cure for codebook collapse).
+
+With `labels` (a few episodes whose true keys are known, `worldgen collect`), each batch also
+holds `label_batch` of their windows, and a linear read-out of the key from the encoder's
+vector is trained beside the reconstruction: LAOM (Nikulin et al. 2025) finds that a few
+percent of labelled steps steer a latent action model from what moves the picture most to
+what the controls do. Those keys are the only ones read; the dataset's own stay unread.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from torch import nn
 from models.export import load_export
 from models.lam import LAM_PRESETS, LAMConfig, LatentActionModel
 from worldgen.checkpoint import save_weights
+from worldgen.data.dataset import EpisodeDataset
 from worldgen.data.latents import encode_dataset
 from worldgen.data.windows import WindowDataset
 from worldgen.lam import code_usage
@@ -45,6 +52,12 @@ class LAMTrainConfig:
     """Share of training after which codes are no longer restarted, so the final codebook settles."""
     usage_decay: float = 0.99
     val_windows: int = 4096
+    labels: str = ""
+    """A dataset with true keys that supervises the codes (`label_weight`) and names them ("": none)."""
+    label_weight: float = 1.0
+    """Weight of the labelled windows' key cross-entropy (0: the labels only name the codes after training)."""
+    label_batch: int = 16
+    """Labelled windows added to each batch."""
 
 
 def apply_preset(cfg: LAMTrainConfig) -> None:
@@ -65,23 +78,37 @@ class LAMStage:
         self.val = WindowDataset(data, k, "val", cfg.run.val_fraction, latents=store)
         cfg.model.latent_channels, cfg.model.latent_size = store.latent_shape[0], store.latent_shape[1]
         self.lam = LatentActionModel(cfg.model)
+        self.labelled: WindowDataset | None = None
+        self.key_head: nn.Linear | None = None
+        if cfg.labels and cfg.label_weight > 0:
+            labels = Path(cfg.labels)
+            if not EpisodeDataset(labels).actions_known:
+                raise ValueError(f"labels {labels}: this dataset has no actions (made from video); record labelled "
+                                 "episodes with `worldgen collect`")
+            self.labelled = WindowDataset(labels, k, "all", latents=encode_dataset(ae, ae_folder, labels))
+            self.key_head = nn.Linear(cfg.model.code_dim, len(self.labelled.episodes.action_meanings))
         g = torch.Generator().manual_seed(0)
         self.val_index = torch.randint(len(self.val), (min(cfg.val_windows, len(self.val)),), generator=g)
         self.device = torch.device("cpu")
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"lam": self.lam}
+        return {"lam": self.lam} | ({"key_head": self.key_head} if self.key_head is not None else {})
 
     def to(self, device: torch.device) -> None:
         self.device = device
 
     def windows(self, dataset: WindowDataset, index: torch.Tensor) -> torch.Tensor:
         """(B, K + 1, C, h, w) latents: the context frames, then the next frame."""
-        b = dataset.batch(index.numpy())
-        return torch.cat([b["context"], b["target"][:, None]], dim=1).to(self.device)
+        return _frames(dataset.batch(index.numpy())).to(self.device)
 
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
-        return {"window": self.windows(self.train, torch.randint(len(self.train), (batch_size,), generator=generator))}
+        out = {"window": self.windows(self.train, torch.randint(len(self.train), (batch_size,), generator=generator))}
+        if self.labelled is not None:
+            index = torch.randint(len(self.labelled), (self.cfg.label_batch,), generator=generator)
+            b = self.labelled.batch(index.numpy())
+            out["window"] = torch.cat([out["window"], _frames(b).to(self.device)])
+            out["keys"] = b["actions"][:, -1].to(self.device)  # the key of each labelled window's last step
+        return out
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         window = batch["window"]
@@ -90,8 +117,15 @@ class LAMStage:
         rec = F.mse_loss(pred.float(), window[:, -1])
         lam = unwrap(train["lam"])
         self._track(lam, z.detach().float(), codes.detach(), ctx)
-        return rec + vq_loss, {"reconstruction_mse": rec.detach(), "vq": vq_loss.detach(),
-                               "perplexity": torch.exp(-(lam.usage * lam.usage.clamp_min(1e-12).log()).sum())}
+        logs: Logs = {"reconstruction_mse": rec.detach(), "vq": vq_loss.detach(),
+                      "perplexity": torch.exp(-(lam.usage * lam.usage.clamp_min(1e-12).log()).sum())}
+        loss = rec + vq_loss
+        if "keys" in batch:
+            keys = batch["keys"]
+            key_ce = F.cross_entropy(train["key_head"](z[-len(keys) :].float()), keys)
+            loss = loss + self.cfg.label_weight * key_ce
+            logs["key_ce"] = key_ce.detach()
+        return loss, logs
 
     def _track(self, lam: LatentActionModel, z: torch.Tensor, codes: torch.Tensor, ctx: Context) -> None:
         """Running code usage (over all ranks); every `restart_every` steps until
@@ -127,3 +161,8 @@ class LAMStage:
         return {"reconstruction_mse": own_mse, "mse_other_code": other_mse,
                 "code_gain_db": float(10 * np.log10(other_mse / max(own_mse, 1e-12))),
                 "perplexity": usage["perplexity"], "dead_codes": float(len(usage["dead"]))}
+
+
+def _frames(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A window batch's latents in order: the context frames, then the next frame."""
+    return torch.cat([batch["context"], batch["target"][:, None]], dim=1)
