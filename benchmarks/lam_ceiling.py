@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+import envs  # noqa: F401  (the built-in games the clips replay in)
 from models.export import load_export
 from models.lam import LAM_PRESETS, LatentActionModel
 from worldgen.atomic import write_json
