@@ -97,13 +97,22 @@ def test_clips_of_no_known_game_become_a_world_that_starts_from_their_opening_fr
     clips = tmp_path / "clips"
     assert main(["record", "--env", "worldgen/Platformer-v0", "--policy", "kit", "--clips", "3", "--frames", "30",
                  "-o", str(clips / "c.gif"), "--fps", "10"]) == 0
+    labels = tmp_path / "labelled"  # a few episodes with true keys: they steer the codes and name them
+    assert main(["collect", "--env", "worldgen/Platformer-v0", "--episodes", "2", "--out", str(labels), "--policy", "explore",
+                 "--seed", "9"]) == 0
     out = tmp_path / "video_only"
-    assert main(["make-world", "--video", str(clips), "--codes", "3", "--out", str(out), "--preset", "tiny"]) == 0
+    assert main(["make-world", "--video", str(clips), "--codes", "3", "--out", str(out), "--preset", "tiny",
+                 "--labels", str(labels)]) == 0
     printed = capsys.readouterr().out
+    assert "steered by the labelled episodes" in printed
     assert not re.search(r"^\s+\d+\. (eval|reward) ", printed, re.M) and "[10/10] bench: finished" in printed
     assert not (out / "eval").exists() and (out / "bench.json").exists()
     world = World(out / "world")
     assert world.spec.source_env == "video" and world.spec.fps == 10 and len(world.action_meanings) == 3
+    lam = json.loads((out / "runs" / "lam" / "export" / "config.json").read_text())
+    assert world.action_meanings == lam["code_names"] and set(world.action_meanings) <= {"NOOP", "LEFT", "RIGHT", "JUMP",
+                                                                                         "LEFT_JUMP", "RIGHT_JUMP"}
+    assert json.loads((out / "runs" / "lam" / "train_config.json").read_text())["labels"] == str(labels)
     assert world.reward_head is None and not (out / "world" / "reward").exists()
     first = world.reset(0)
     assert np.array_equal(first[0], world.prompts[0][-1]) and world.prompts.shape[1] == world.spec.context
@@ -121,6 +130,8 @@ def test_bad_video_requests_say_what_was_wrong(tmp_path):
     (tmp_path / "a.gif").write_bytes(b"")
     with pytest.raises(ValueError, match="--episodes and --policy"):
         make_plan(None, tmp_path, "tiny", episodes=4, video=[tmp_path])
+    with pytest.raises(ValueError, match="--labels steers and names the latent actions of a world from --video"):
+        make_plan("MountainCar-v0", tmp_path, "tiny", labels=tmp_path)
     with pytest.raises(ValueError, match="--env .* or --video"):
         make_plan(None, tmp_path, "tiny")
     plan = make_plan(None, tmp_path, "small", video=[tmp_path])

@@ -73,7 +73,7 @@ def _make_world(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (the built-in games and their kits)
     from worldgen.make_world import make_plan, run_plan
 
-    plan = make_plan(args.env, args.out, args.preset, args.episodes, args.policy, args.seed, args.video, args.codes)
+    plan = make_plan(args.env, args.out, args.preset, args.episodes, args.policy, args.seed, args.video, args.codes, args.labels)
     print(plan.describe(), flush=True)
     if args.dry_run:
         return 0
@@ -492,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", type=Path, nargs="+", default=None, metavar="FILES_OR_DIR",
                    help="learn the world from these clips (mp4, webm, gif) with latent actions instead of collecting play")
     p.add_argument("--codes", type=_positive, default=8, help="with --video: how many latent actions (Genie uses 8)")
+    p.add_argument("--labels", type=Path, default=None, help="with --video: a few episodes with true actions (`worldgen "
+                   "collect`) that steer the codes toward the keys and name them, so the arrow keys play the world")
     p.add_argument("--out", type=Path, required=True, help="folder for data/, runs/, world/, eval/ and bench.json")
     p.add_argument("--preset", choices=["tiny", "small", "base"], default="small",
                    help="tiny: a smoke test; small: the 2-core CPU, about 3 hours; base: a GPU")

@@ -125,6 +125,9 @@ class Plan:
     """Clips: the world is learnt from them, with latent actions."""
     codes: int = 8
     """How many latent actions (worlds from video)."""
+    labels: Path | None = None
+    """A few episodes with true keys (worlds from video): they steer the codes toward the keys and
+    name them, so the world's actions are the game's names and the arrow keys play it."""
     steps: list[tuple[str, str, float]] = field(default_factory=list)
     """(stage, what it does, estimated seconds)."""
 
@@ -141,7 +144,8 @@ class Plan:
                 continue  # clips carry no rewards, and no rules read them off the frames: a world that pays nothing
             self.steps.append((s.name, f"train {s.kind}, {s.steps} steps", s.steps * s.seconds_per_step + s.extra_seconds * judged))
             if self.video and s.name == "ae":
-                self.steps += [("lam", f"train lam, {self.codes} codes, {p.lam_steps} steps", p.lam_steps * p.lam_seconds_per_step),
+                steered = f", steered by the labelled episodes in {self.labels}" if self.labels else ""
+                self.steps += [("lam", f"train lam, {self.codes} codes, {p.lam_steps} steps{steered}", p.lam_steps * p.lam_seconds_per_step),
                                ("label", "the clips' actions are the codes" + (", rewards by the rules" if judged else ""), 30.0)]
             if s.name == "scd_own" and self.playable:  # before the reward head, which learns from the world's frames
                 self.steps.append(("tune", f"second sampling step: the best of t = {', '.join(map(str, p.mid_times))}",
@@ -181,18 +185,27 @@ def default_policy(env_id: str) -> str:
 
 
 def make_plan(env_id: str | None, out: Path, preset: str = "small", episodes: int | None = None, policy: str | None = None,
-              seed: int = 0, video: list[Path] | None = None, codes: int = 8) -> Plan:
+              seed: int = 0, video: list[Path] | None = None, codes: int = 8, labels: Path | None = None) -> Plan:
     """`env_id`: the game to collect from; with `video`, the game the clips show (its kit's rules
     pay the reward head, and the world is judged on it), or None."""
     if preset not in PRESETS:
         raise ValueError(f"unknown make-world preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if labels is not None:
+        from worldgen.data.dataset import EpisodeDataset
+
+        if not video:
+            raise ValueError("--labels steers and names the latent actions of a world from --video; a world from --env "
+                             "plays the game's own actions")
+        if not EpisodeDataset(labels).actions_known:
+            raise ValueError(f"--labels {labels}: this dataset has no actions (made from video); record a few labelled "
+                             "episodes with `worldgen collect`")
     if video:
         if episodes is not None or policy is not None:
             raise ValueError("--episodes and --policy choose how to collect play; a world from --video learns from the clips")
         if codes < 2:
             raise ValueError(f"--codes must be at least 2 (one code is no control), got {codes}")
         clips = tuple(find_videos(video))  # refuses a missing path, or a folder with no clips, by name
-        return Plan(env_id or VIDEO_ENV, Path(out), PRESETS[preset], 0, "none", seed, clips, codes)
+        return Plan(env_id or VIDEO_ENV, Path(out), PRESETS[preset], 0, "none", seed, clips, codes, labels)
     if env_id is None:
         raise ValueError("make-world needs --env (a game to collect from) or --video (clips to learn from)")
     if episodes is not None and episodes < 2:
@@ -295,6 +308,7 @@ def _train_lam(plan: Plan, video: Path, runs: Path) -> None:
     from worldgen.train.stages import resolve_config, run_stage
 
     sets = [f"run.threads={plan.preset.threads}", f"run.steps={plan.preset.lam_steps}", f"model.codes={plan.codes}", f"ae={runs}/ae/export"]
+    sets += [f"labels={plan.labels}"] if plan.labels else []
     cfg = resolve_config("lam", plan.preset.model, None, sets)
     run_stage("lam", cfg, video, runs / "lam", resume=bool(list_states(runs / "lam")))
 
@@ -305,8 +319,10 @@ def _label(plan: Plan, video: Path, runs: Path, data: Path) -> None:
     The links come first: the labelled manifest, written last, marks the stage done."""
     import os
 
-    from worldgen.lam import label_dataset
+    from worldgen.lam import label_dataset, map_codes_to_actions
 
+    if plan.labels:  # names first: the labelled copy takes its action names from the model's
+        map_codes_to_actions(runs / "lam" / "export", plan.labels, progress=False)
     for src in (video / "latents").rglob("*"):
         dst = data / "latents" / src.relative_to(video / "latents")
         if src.is_dir():
