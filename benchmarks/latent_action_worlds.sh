@@ -5,17 +5,20 @@
 # action model reads off the real frames (`eval --lam`), the labelled one on the game's keys.
 #
 # Needs: data/platformer_video (README, "Worlds from video"), runs/lam_platformer/export.
-#   bash benchmarks/latent_action_worlds.sh [TEACHER_STEPS] [SCD_STEPS]
+#   [LAM=EXPORT NAME=lam_x] bash benchmarks/latent_action_worlds.sh [TEACHER_STEPS] [SCD_STEPS]
+# LAM and NAME pick another latent action model and the name of its world (worlds/video_NAME);
+# every step already done (labelled copy, stage, world, eval) is skipped.
 set -euo pipefail
 TEACHER_STEPS=${1:-3000}
 SCD_STEPS=${2:-400}
 AE=models/pretrained/platformer/ae
-LAM=runs/lam_platformer/export
-[ -f data/platformer_video_lam/manifest.json ] ||
-    worldgen data label data/platformer_video --lam "$LAM" --out data/platformer_video_lam --rules worldgen/Platformer-v0
+LAM=${LAM:-runs/lam_platformer/export}
+NAME=${NAME:-lam}
+[ -f "data/platformer_video_$NAME/manifest.json" ] ||
+    worldgen data label data/platformer_video --lam "$LAM" --out "data/platformer_video_$NAME" --rules worldgen/Platformer-v0
 [ -f data/platformer_video_true/manifest.json ] ||
     worldgen data label data/platformer_video --from-clips --out data/platformer_video_true
-for name in lam true; do
+for name in "$NAME" true; do
     data=data/platformer_video_$name runs=runs/video_world_$name
     # The same frames as data/platformer_video: share its latent cache (hard links) instead of encoding again.
     [ -d "$data/latents" ] || cp -al data/platformer_video/latents "$data/latents"
@@ -32,5 +35,7 @@ for name in lam true; do
         worldgen pack --runs "$runs" --dynamics scd --data "$data" --out "worlds/video_$name" --name "video_$name"
 done
 eval_args=(--no-teacher --seeds 8 --horizons 1,8,32 --content-streams 4 --threads 2)
-worldgen eval --world worlds/video_lam --lam "$LAM" "${eval_args[@]}" --out runs/video_world_lam/eval
-worldgen eval --world worlds/video_true "${eval_args[@]}" --out runs/video_world_true/eval
+[ -f "runs/video_world_$NAME/eval/report.json" ] ||
+    worldgen eval --world "worlds/video_$NAME" --lam "$LAM" "${eval_args[@]}" --out "runs/video_world_$NAME/eval"
+[ -f runs/video_world_true/eval/report.json ] ||
+    worldgen eval --world worlds/video_true "${eval_args[@]}" --out runs/video_world_true/eval
