@@ -35,11 +35,13 @@ class RewardTrainConfig:
     """Autoencoder export folder (default: the `ae/export` beside --out)."""
     event_fraction: float = 0.25
     """Share of each batch drawn from steps with a reward or a termination, which are rare."""
-    reweight_events: bool = True
-    """Weight each step's loss by how much `event_fraction` changed its odds of being drawn, so
-    the head learns the game's own event rate. Oversampling alone teaches it that events are
-    about 25 times as common as they are, and on a drifted, ambiguous frame of the world it
-    then predicts one."""
+    event_reweight: float = 0.5
+    """Exponent a of the importance weights that undo `event_fraction`'s oversampling: each
+    step's loss is weighted by (its chance in the data / its chance of being drawn) ** a. At 0
+    the head learns from the batches as drawn, where events are a quarter of all steps, and on
+    the world's ambiguous frames it pays far too often (Platformer, own rollouts: precision
+    0.30, recall 0.75); at 1 it learns the game's own rate, and rare events then mostly fall
+    under the decision line (precision 0.92, recall 0.20). Between, the operating point."""
     latent_noise: float = 0.1
     """Noise on the input latents (units of sigma_d): generated latents are never exact."""
     val_windows: int = 2048
@@ -57,6 +59,8 @@ class RewardStage:
     name = "reward"
 
     def __init__(self, cfg: RewardTrainConfig, data: Path, ae_folder: Path, pool_cache: Path | None = None) -> None:
+        if not 0.0 <= cfg.event_reweight <= 1.0:
+            raise ValueError(f"event_reweight must be in [0, 1] (0: batches as drawn, 1: the data's own event rate), got {cfg.event_reweight}")
         self.cfg = cfg
         self.pool_cache = pool_cache
         self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, 0, device=run_device(cfg.run))
@@ -106,9 +110,7 @@ class RewardStage:
 
     def _weights(self, batch: dict[str, torch.Tensor], event_share: float) -> torch.Tensor:
         is_event = (batch["reward"] != 0) | batch["terminated"].bool()
-        if not self.cfg.reweight_events:
-            return torch.ones(is_event.shape, device=is_event.device)
-        return event_weights(is_event, event_share, self.cfg.event_fraction)
+        return event_weights(is_event, event_share, self.cfg.event_fraction) ** self.cfg.event_reweight
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         b = batch["target"].shape[0]
