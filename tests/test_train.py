@@ -147,6 +147,9 @@ def test_reward_head_trains_on_the_worlds_own_frames_judged_by_the_rules(capsys,
     assert main(["train", "reward", "--data", str(tiny_dataset), "--out", str(tiny_world_runs / "reward_no_world"),
                  "--preset", "tiny", "--steps", "1", "--set", f"ae={ae_folder}", "--set", "judged.share=0.5"]) == 2
     assert "judged.world" in capsys.readouterr().err
+    assert main(["train", "reward", "--data", str(tiny_dataset), "--out", str(tiny_world_runs / "reward_bad_weights"),
+                 "--preset", "tiny", "--steps", "1", "--set", f"ae={ae_folder}", "--set", "event_reweight=2"]) == 2
+    assert "event_reweight must be in [0, 1]" in capsys.readouterr().err
 
 
 def _ae_run(data: Path, out: Path, steps: int, resume: bool = False, every: int = 3):
