@@ -62,12 +62,13 @@ def test_vector_env_matches_single_envs_with_the_same_seeds(tiny_world):
 
 
 def test_record_video_wrapper_works(tiny_world, tmp_path):
-    env = gym.wrappers.RecordVideo(gym.make(ID, world=str(tiny_world), render_mode="rgb_array"), str(tmp_path), disable_logger=True)
+    videos = tmp_path / "videos"  # a folder the wrapper makes itself (it warns when one exists)
+    env = gym.wrappers.RecordVideo(gym.make(ID, world=str(tiny_world), render_mode="rgb_array"), str(videos), disable_logger=True)
     env.reset(seed=0)
     for _ in range(5):
         env.step(env.action_space.sample())
     env.close()
-    assert list(tmp_path.glob("*.mp4"))
+    assert list(videos.glob("*.mp4"))
 
 
 def test_same_step_autoreset_returns_the_new_episode_at_once(tiny_world):
