@@ -164,7 +164,7 @@ def test_lam_eval_judges_codes_on_real_clips(tiny_world_runs, tiny_dataset, tmp_
     probed = ceiling.judge_codes_on_clips(ceiling.ProbeCodes(probe, ae, tiny_world_runs / "ae" / "export"),
                                           tmp_path / "clips", tmp_path / "judged")
     assert probed["steps"] == 80 and probed["shown_steps"] == report["shown_steps"] and len(probed["usage"]["share"]) == 6
-    assert np.array(probed["shown"]["confusion"]).shape == (6, 6) and 0 <= trained["val_key_accuracy"] <= 1
+    assert np.array(probed["shown"]["confusion"]).shape == (6, 6) and trained["steps"] == 3
     with pytest.raises(ValueError, match="no true keys"):
         ceiling.train_probe(tmp_path / "judged" / "data", tiny_world_runs / "ae" / "export", "tiny", 1, 8, 0)
     (tmp_path / "clips" / "c-000.json").write_text(json.dumps({"format": "something else"}))
