@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from models.export import load_weights
+from worldgen import scm
 from worldgen.cli import main
 from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
 
@@ -18,9 +19,11 @@ class Echo(nn.Module):
         super().__init__()
         self.cfg = type("Cfg", (), {"context": k})()
         self.seen: list[torch.Tensor] = []
+        self.times: list[float] = []
 
     def forward(self, x, t, context, actions, level):  # (B, C, h, w), (B,), (B, K, C, h, w), (B, K), (B,)
         self.seen.append(context.clone())
+        self.times.append(round(float(t[0]), 4))
         target = actions[:, -1].float().reshape(-1, 1, 1, 1).expand_as(x)
         # f(x, t) = cos t x - sin t sigma_d F(x / sigma_d) returns `target` exactly for this F.
         cos, sin = torch.cos(t).reshape(-1, 1, 1, 1), torch.sin(t).reshape(-1, 1, 1, 1)
@@ -64,6 +67,15 @@ def test_curriculum_shortens_the_unroll_and_starts_nearer_the_target():
     assert out["context"][0, :, 0, 0, 0].tolist() == [106, 107, 7, 8] and logs["own_unroll"] == 2
 
 
+def test_rollout_draws_with_the_play_time_second_step():
+    """Contexts drift as the played world's do only if they are drawn as it draws them."""
+    for mid in (1.1, 1.35):
+        net = Echo(4)
+        cfg = OwnRolloutConfig(share=1.0, unroll=1, sampler_steps=2, context_noise=0.0, mid_time=mid)
+        OwnRollouts(cfg, 4, "consistency").apply(window(2, 4, 1), net, 0, torch.Generator())
+        assert net.times == [round(scm.T_MAX, 4), mid]
+
+
 def test_off_by_default_and_bad_settings_are_refused():
     batch = window(2, 4, 0)
     out, logs = OwnRollouts(OwnRolloutConfig(), 4, "ode").apply(batch, Echo(4), 0, torch.Generator())
@@ -72,6 +84,8 @@ def test_off_by_default_and_bad_settings_are_refused():
         OwnRolloutConfig(share=1.5).validate()
     with pytest.raises(ValueError, match="unroll_start"):
         OwnRolloutConfig(share=0.5, unroll=2, unroll_start=3).validate()
+    with pytest.raises(ValueError, match="second step's time must lie in"):
+        OwnRolloutConfig(share=0.5, mid_time=1.6).validate()
 
 
 def test_teacher_fine_tunes_on_own_rollouts_and_resumes(tiny_world_runs, tiny_dataset):

@@ -41,12 +41,16 @@ class OwnRolloutConfig:
     """Sampling steps of the rollout: ODE steps for a teacher, 1 or 2 for a consistency model."""
     context_noise: float = 0.05
     """Context noise while rolling out, as at play time."""
+    mid_time: float = scm.T_MID
+    """A consistency sampler's second-step time while rolling out: the world's play-time
+    `mid_time`, so the contexts trained on drift as the played world's do."""
 
     def validate(self) -> None:
         if not 0.0 <= self.share <= 1.0:
             raise ValueError(f"own.share must be in [0, 1], got {self.share}")
         if self.share and not 1 <= self.unroll_start <= self.unroll:
             raise ValueError(f"own rollouts need 1 <= own.unroll_start <= own.unroll, got {self.unroll_start} and {self.unroll}")
+        scm.check_mid_time(self.mid_time)
 
     @property
     def frames(self) -> int:
@@ -99,7 +103,7 @@ class OwnRollouts:
         start = context[:n, extra - u : extra - u + k]  # (n, K, C, h, w)
         acts = actions[:n, extra - u : extra + k - 1]  # (n, K + u - 1): the last leads to frame t-1
         net = self.generator if self.generator is not None else own_net
-        generated = rollout(net, start, acts, Sampler(self.sampler, self.cfg.sampler_steps, self.cfg.context_noise), noise)  # (n, u, C, h, w)
+        generated = rollout(net, start, acts, Sampler(self.sampler, self.cfg.sampler_steps, self.cfg.context_noise, self.cfg.mid_time), noise)  # (n, u, C, h, w)
         own = torch.cat([start, generated], dim=1)[:, -k:]
         # How far the world wandered from the real frames, RMS in units of sigma_d.
         drift = (own - out["context"][:n]).pow(2).mean().sqrt() / scm.SIGMA_D
