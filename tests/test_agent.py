@@ -54,6 +54,26 @@ def test_an_agent_on_stacked_frames_sees_its_last_frames_and_forgets_them_at_an_
     assert np.array_equal(seen[6], seen[0])
 
 
+def test_a_sampling_agent_draws_from_its_policy_and_its_seed_repeats_the_draws(tiny_world, tmp_path):
+    import torch
+
+    path = tmp_path / "agent.zip"
+    assert main(["agent", "train", "--world", str(tiny_world), "--steps", "32", "--num-envs", "2", "--n-steps", "16",
+                 "--max-episode-steps", "20", "--threads", "1", "--frame-stack", "2", "--out", str(path)]) == 0
+    frame = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    act = load_agent(path, trusted=True, sample=True, seed=3)
+    draws = [act(frame) for _ in range(3000)]  # the stack fills with this frame after the first call
+    model = act.model
+    obs = model.policy.obs_to_tensor(np.concatenate([frame, frame], axis=-1))[0]
+    with torch.no_grad():
+        probs = model.policy.get_distribution(obs).distribution.probs[0].numpy()
+    assert np.abs(np.bincount(draws[1:], minlength=len(probs)) / len(draws[1:]) - probs).max() < 0.04
+    again = load_agent(path, trusted=True, sample=True, seed=3)
+    assert [again(frame) for _ in range(50)] == draws[:50]
+    greedy = load_agent(path, trusted=True)
+    assert {greedy(frame) for _ in range(20)} == {int(np.argmax(probs))}
+
+
 def test_eval_prints_every_policy_with_its_interval(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(gym, "make", lambda env_id, **kw: gym.wrappers.TimeLimit(gym.envs.registration.make(env_id), 40)
                         if env_id == PLATFORMER else gym.envs.registration.make(env_id, **kw))

@@ -34,12 +34,15 @@ def new_episode(act: Act) -> None:
 
 
 class AgentPolicy:
-    """A saved agent as a deterministic policy. An agent trained on `stack` stacked frames sees
-    them here too: it keeps its own last frames, zeros before an episode's first, as Stable-
-    Baselines3's VecFrameStack gave them in training."""
+    """A saved agent as a policy: its most likely action, or (`sample`) an action drawn from its
+    distribution, as in training. A greedy policy in a deterministic game can stand in one
+    place for good where the sampled one moves on (PPO agents on the Platformer: README,
+    *Agents*). An agent trained on `stack` stacked frames sees them here too: it keeps its own
+    last frames, zeros before an episode's first, as Stable-Baselines3's VecFrameStack gave
+    them in training."""
 
-    def __init__(self, model: Any, stack: int) -> None:
-        self.model, self.stack = model, stack
+    def __init__(self, model: Any, stack: int, sample_rng: np.random.Generator | None = None) -> None:
+        self.model, self.stack, self.rng = model, stack, sample_rng
         self.frames: deque[np.ndarray] = deque(maxlen=stack)
 
     def reset(self) -> None:
@@ -50,7 +53,14 @@ class AgentPolicy:
         if not self.frames:
             self.frames.extend([np.zeros_like(frame)] * (self.stack - 1))
         self.frames.append(frame)
-        return int(self.model.predict(np.concatenate(self.frames, axis=-1), deterministic=True)[0])
+        obs = np.concatenate(self.frames, axis=-1)
+        if self.rng is None:
+            return int(self.model.predict(obs, deterministic=True)[0])
+        import torch
+
+        with torch.no_grad():
+            probs = self.model.policy.get_distribution(self.model.policy.obs_to_tensor(obs)[0]).distribution.probs[0].double().numpy()
+        return int(self.rng.choice(len(probs), p=probs / probs.sum()))
 
 
 def _sb3() -> Any:
@@ -168,9 +178,10 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     return out
 
 
-def load_agent(path: Path, trusted: bool) -> Act:
-    """A saved agent as a policy (deterministic actions). Loading unpickles, so an agent is
-    refused unless the user said they trust it (`trusted`, the CLI's --trust-agent)."""
+def load_agent(path: Path, trusted: bool, sample: bool = False, seed: int = 0) -> Act:
+    """A saved agent as a policy (its most likely actions, or with `sample` actions drawn from
+    its distribution, seeded by `seed`). Loading unpickles, so an agent is refused unless the
+    user said they trust it (`trusted`, the CLI's --trust-agent)."""
     path = Path(path)
     if not trusted:
         raise ValueError(f"{path}: an agent .zip holds pickled Python objects, which run code when loaded; "
@@ -187,7 +198,7 @@ def load_agent(path: Path, trusted: bool) -> Act:
     else:
         raise ValueError(f"{path}: not a stable-baselines3 PPO, A2C or DQN agent")
     shape = model.observation_space.shape  # (C, H, W) once Stable-Baselines3 has moved the channels first
-    return AgentPolicy(model, min(shape[0], shape[-1]) // 3)
+    return AgentPolicy(model, min(shape[0], shape[-1]) // 3, np.random.default_rng(seed) if sample else None)
 
 
 def episode_returns(make_env: Callable[[], gym.Env], act: Act, seeds: list[int], progress: bool = False,

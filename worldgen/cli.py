@@ -439,7 +439,8 @@ def _agent_eval(args: argparse.Namespace) -> int:
     from worldgen.reference import held_out_seeds
     from worldgen.world import read_spec, resolve_world
 
-    agents = {Path(path).stem: load_agent(Path(path), args.trust_agent) for path in args.agent}  # refused before any play
+    agents = {Path(path).stem: load_agent(Path(path), args.trust_agent, args.sample, args.seed)
+              for path in args.agent}  # refused before any play
     spec = read_spec(resolve_world(args.world))
     make = lambda: make_source_env(args.env, spec.frame_size)  # noqa: E731  (the frames the world draws, as agents saw them)
     meanings = probe_action_meanings(make)
@@ -675,6 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also play each agent in --world from the same levels' first frames: return in the world, and the gap")
     p.add_argument("--world-steps", type=_positive, default=1000, help="episode cut in the world (the real game's is 1000)")
     p.add_argument("--no-baselines", action="store_true", help="leave out random and the constant actions")
+    p.add_argument("--sample", action="store_true",
+                   help="agents draw their actions from their policy (as in training) instead of taking the most likely one")
+    p.add_argument("--seed", type=int, default=0, help="with --sample: seed of the agents' draws")
     p.set_defaults(run=_agent_eval)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
