@@ -33,6 +33,8 @@ def test_a_world_trained_agent_is_saved_and_scored_in_the_real_game(tiny_world, 
     assert "--trust-agent" in capsys.readouterr().err
     assert main([*args[:-1], str(tmp_path / "greedy.zip"), "--ent-coef", "-1"]) == 2
     assert "--ent-coef must be a finite number >= 0" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "far.zip"), "--gamma", "1.5"]) == 2
+    assert "--gamma must be in (0, 1]" in capsys.readouterr().err
 
 
 def test_an_agent_on_stacked_frames_sees_its_last_frames_and_forgets_them_at_an_episode_start(tiny_world, tmp_path):

@@ -424,7 +424,7 @@ def _agent_train(args: argparse.Namespace) -> int:
                                              autoreset_mode="same_step"))
         where = f"world {args.world}"
     out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard,
-                      frame_stack=args.frame_stack)
+                      frame_stack=args.frame_stack, gamma=args.gamma)
     print(f"trained {args.algo} for {args.steps} steps in {where}: {out}")
     return 0
 
@@ -658,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ent-coef", type=float, default=0.01, help="entropy bonus (keeps exploring until sparse rewards are found)")
     p.add_argument("--frame-stack", type=_positive, default=1,
                    help="frames the policy sees at once (motion, not only places; 4 learnt less than 1 in 200k Platformer steps)")
+    p.add_argument("--gamma", type=float, default=0.99, help="discount (0.998 did not help on the Platformer: README, Agents)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive, default=2, help="torch CPU threads")
     p.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log folder")
