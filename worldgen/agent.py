@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from worldgen.atomic import atomic_path
@@ -34,7 +35,7 @@ def new_episode(act: Act) -> None:
 
 
 class AgentPolicy:
-    """A saved agent as a policy: its most likely action, or (`sample`) an action drawn from its
+    """A saved agent as a policy: its most likely action, or (with `sample_rng`) an action drawn from its
     distribution, as in training. A greedy policy in a deterministic game can stand in one
     place for good where the sampled one moves on (PPO agents on the Platformer: README,
     *Agents*). An agent trained on `stack` stacked frames sees them here too: it keeps its own
@@ -56,8 +57,6 @@ class AgentPolicy:
         obs = np.concatenate(self.frames, axis=-1)
         if self.rng is None:
             return int(self.model.predict(obs, deterministic=True)[0])
-        import torch
-
         with torch.no_grad():
             probs = self.model.policy.get_distribution(self.model.policy.obs_to_tensor(obs)[0]).distribution.probs[0].double().numpy()
         return int(self.rng.choice(len(probs), p=probs / probs.sum()))
