@@ -78,13 +78,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="the agent .zip (trained unless it exists)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    size = read_spec(resolve_world("platformer")).frame_size
+    spec = read_spec(resolve_world("platformer"))  # its frame size, and its training levels left out of the scoring
+    size = spec.frame_size
     if not args.out.exists():
         make = lambda: Repeat(gym.wrappers.TimeLimit(make_source_env(GAME, size), 1000), args.repeat)  # noqa: E731
         start = time.time()
         train_agent(real_vec_env(make, 16), args.out, args.frames // args.repeat, gamma=args.gamma)
         print(f"trained {args.frames // args.repeat} agent steps ({args.frames} frames) in {time.time() - start:.0f} s")
-    seeds = held_out_seeds(args.episodes, set(read_spec(resolve_world("platformer")).training_seeds))
+    seeds = held_out_seeds(args.episodes, set(spec.training_seeds))
     scores = []
     for sample in (False, True):
         held = Held(load_agent(args.out, trusted=True, sample=sample), args.repeat)
