@@ -5,7 +5,7 @@ and, where the game's sprites each have a colour of their own, a detector that f
 
 Colours were read from the games' frames (ALE v5, RGB observations, 64x64; the score and
 the clock are blends at that size, drawn in no colour of their own); sprites that share a
-colour with something else are looked for only inside the play area.
+colour with something else are looked for only inside their own area.
 """
 
 from __future__ import annotations
@@ -19,17 +19,42 @@ from worldgen.kit import ContentKit, Detector, GameKit, colour_content, nearest_
 MAX_COLOUR_DISTANCE = 60.0
 """A pixel further than this (RGB) from every palette colour is a blend and belongs to no sprite."""
 
+Area = tuple[int, int, int, int]
+"""(top, bottom, left, right) in a 64x64 frame, bottom and right exclusive."""
+
 
 @dataclass(frozen=True)
 class AtariGame:
     palette: dict[str, tuple[int, int, int]]
-    sprites: dict[str, str]
-    """Sprite kind -> the palette colour only that sprite draws inside `area`."""
-    area: tuple[int, int, int, int]
-    """(top, bottom, left, right) of the play area in a 64x64 frame, bottom and right exclusive."""
+    sprites: dict[str, tuple[tuple[str, Area], ...]]
+    """Sprite kind -> where its objects are drawn: one (palette colour, area) per object, the
+    colour being one that only this object draws inside its area (Boxing: one boxer per kind
+    in the ring; Freeway: one car per lane, each lane's car in a colour of its own)."""
     min_pixels: int = 8
-    """Fewest pixels of its colour for a sprite to count as drawn (a boxer covers 19-43)."""
+    """Fewest pixels of its colour for an object to count as drawn (a boxer covers 19-43)."""
+    background: dict[str, tuple[str, ...]] | None = None
+    """Sprite kind -> the colours its objects' own colours are told apart from inside their
+    areas (default: the whole palette). Freeway's lanes hold one car each, so a red car's
+    edges, blended with the road, must not be claimed by the crimson car two lanes away."""
+    histogram: tuple[str, ...] | None = None
+    """Palette colours whose share of the pixels is a content measure (default: all). Small
+    sprites are blends at 64x64 and draw no pixel in their exact colour; they are counted as
+    objects instead."""
 
+
+BOXING_RING: Area = (8, 57, 3, 64)
+
+FREEWAY_LANES: dict[str, Area] = {
+    # Each lane's rows in the 64x64 frame: the native 210-row frame draws lane k's car on rows
+    # 28 + 16 k .. 35 + 16 k, scaled by 64 / 210 and widened to the pixels they blend into.
+    colour: (top, bottom, 0, 64)
+    for colour, (top, bottom) in {
+        "car 1 (red)": (8, 11), "car 2 (light green)": (13, 16), "car 3 (olive)": (18, 21),
+        "car 4 (pink)": (23, 26), "car 5 (dark blue)": (28, 31), "car 6 (brown)": (32, 36),
+        "car 7 (blue)": (37, 41), "car 8 (crimson)": (42, 46), "car 9 (green)": (47, 50),
+        "car 10 (yellow)": (52, 55),
+    }.items()
+}
 
 GAMES: dict[str, AtariGame] = {
     "ALE/Boxing-v5": AtariGame(
@@ -39,50 +64,83 @@ GAMES: dict[str, AtariGame] = {
             "black boxer and left border": (0, 0, 0),
             "white boxer": (214, 214, 214),
         },
-        sprites={"white boxer": "white boxer", "black boxer": "black boxer and left border"},
-        area=(8, 57, 3, 64),
+        sprites={"white boxer": (("white boxer", BOXING_RING),), "black boxer": (("black boxer and left border", BOXING_RING),)},
+    ),
+    "ALE/Freeway-v5": AtariGame(
+        palette={
+            "road": (142, 142, 142),
+            "lane marks": (170, 170, 170),
+            "kerb": (214, 214, 214),
+            "border": (0, 0, 0),
+            "chicken": (206, 206, 108),  # (252, 252, 84) natively; 2 px wide at 64x64, always blended with the road
+            "median line": (187, 187, 118),
+            "car 1 (red)": (167, 26, 26),
+            "car 2 (light green)": (180, 231, 117),
+            "car 3 (olive)": (105, 105, 15),
+            "car 4 (pink)": (228, 111, 111),
+            "car 5 (dark blue)": (24, 26, 167),
+            "car 6 (brown)": (162, 98, 33),
+            "car 7 (blue)": (84, 92, 214),
+            "car 8 (crimson)": (184, 50, 50),
+            "car 9 (green)": (135, 183, 84),
+            "car 10 (yellow)": (210, 210, 64),
+        },
+        # The player's chicken walks up column 18 (the other chicken, column 44, never moves
+        # in single-player play); a car is 2-3 rows tall at 64x64, with 2-15 pixels of its colour.
+        sprites={"car": tuple(FREEWAY_LANES.items()), "chicken": (("chicken", (3, 61, 15, 22)),)},
+        min_pixels=1,
+        background={"car": ("road", "lane marks", "kerb", "border"), "chicken": ("road", "lane marks", "kerb", "border", "median line")},
+        histogram=("road", "lane marks", "border"),
     ),
 }
 
 
 def sprite_detector(game: AtariGame) -> Detector:
-    """frame (H, W, 3) -> {sprite kind: (0 or 1, 2) centre (x, y) in pixels of a 64x64 frame}:
-    each pixel takes its nearest palette colour (none past MAX_COLOUR_DISTANCE); a sprite is
-    the pixels of its colour inside the play area, found when there are enough of them."""
-    names = list(game.palette)
-    colours = np.array([game.palette[n] for n in names], dtype=np.float32)
-    top, bottom, left, right = game.area
+    """frame (H, W, 3) -> {sprite kind: (N, 2) centres (x, y) in pixels of a 64x64 frame}:
+    inside an object's area each pixel takes its nearest colour among the object's own and the
+    background (none past MAX_COLOUR_DISTANCE); the object is the pixels of its own colour,
+    found when there are enough of them."""
+    def told_from(kind: str, colour: str) -> np.ndarray:
+        others = game.background[kind] if game.background is not None else game.palette
+        return np.array([game.palette[colour], *(game.palette[n] for n in others if n != colour)], dtype=np.float32)
+
+    places = {kind: [(told_from(kind, colour), area) for colour, area in where] for kind, where in game.sprites.items()}
 
     def detect(frame: np.ndarray) -> dict[str, np.ndarray]:
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"the sprite detector expects an (H, W, 3) RGB frame, got shape {frame.shape}")
         scale = frame.shape[0] / 64
-        crop = frame[round(top * scale) : round(bottom * scale), round(left * scale) : round(right * scale)]
-        labels = nearest_colours(crop, colours, MAX_COLOUR_DISTANCE)
         found = {}
-        for kind, colour in game.sprites.items():
-            ys, xs = np.nonzero(labels == names.index(colour))
-            if len(ys) < game.min_pixels * scale**2:
-                found[kind] = np.zeros((0, 2))
-            else:
-                found[kind] = (np.array([[xs.mean() + left * scale, ys.mean() + top * scale]]) + 0.5) / scale
+        for kind, where in places.items():
+            centres = []
+            for colours, area in where:
+                top, bottom, left, right = (round(v * scale) for v in area)
+                ys, xs = np.nonzero(nearest_colours(frame[top:bottom, left:right], colours, MAX_COLOUR_DISTANCE) == 0)
+                if len(ys) >= game.min_pixels * scale**2:
+                    centres.append(((xs.mean() + left + 0.5) / scale, (ys.mean() + top + 0.5) / scale))
+            found[kind] = np.array(centres, dtype=np.float64).reshape(-1, 2)
         return found
 
     return detect
 
 
 def sprite_content(game: AtariGame) -> ContentKit:
-    """The palette's pixel shares, and for each sprite the share of frames that draw it."""
-    colours, detect = colour_content(game.palette), sprite_detector(game)
+    """The palette's pixel shares; for a kind with one object the share of frames that draw it,
+    and for a kind with several (Freeway's cars) how many each frame draws."""
+    measured = game.histogram if game.histogram is not None else tuple(game.palette)
+    colours, detect = colour_content({name: game.palette[name] for name in measured}), sprite_detector(game)
+    single = [kind for kind, places in game.sprites.items() if len(places) == 1]
 
     def measure(frames: np.ndarray) -> dict[str, np.ndarray]:
         out = colours.measure(frames)
         seen = [detect(f) for f in frames]
-        out.update({f"{kind} drawn": np.array([len(s[kind]) > 0 for s in seen], dtype=np.float64) for kind in game.sprites})
+        for kind in game.sprites:
+            counts = np.array([len(s[kind]) for s in seen], dtype=np.float64)
+            out.update({f"{kind} drawn": (counts > 0).astype(np.float64)} if kind in single else {f"{kind}s drawn": counts})
         return out
 
-    return ContentKit(measure=measure, shares=tuple(f"{kind} drawn" for kind in game.sprites))
+    return ContentKit(measure=measure, shares=tuple(f"{kind} drawn" for kind in single))
 
 
 for env_id, game in GAMES.items():

@@ -242,14 +242,18 @@ def test_the_reward_head_is_judged_on_the_worlds_own_frames_per_bin():
     assert "h33-128 (rules)" in table and "| world | termination |" in table
 
 
-def _boxing_frames(steps: int) -> np.ndarray:
+def _atari_frames(env_id: str, actions: list[int]) -> np.ndarray:
     from worldgen.data.sources import make_source_env
 
-    env = make_source_env("ALE/Boxing-v5", 64)
+    env = make_source_env(env_id, 64)
     frame, _ = env.reset(seed=0)
-    frames = [frame] + [env.step(a % 18)[0] for a in range(steps)]
+    frames = [frame] + [env.step(a)[0] for a in actions]
     env.close()
     return np.stack(frames)
+
+
+def _boxing_frames(steps: int) -> np.ndarray:
+    return _atari_frames("ALE/Boxing-v5", [a % 18 for a in range(steps)])
 
 
 def test_boxing_is_judged_by_its_own_named_colours_and_boxers():
@@ -279,6 +283,28 @@ def test_boxing_detector_follows_the_boxers_and_loses_them_when_they_fade():
     assert np.abs(big["white boxer"] - first["white boxer"]).max() < 0.5
     with pytest.raises(ValueError, match="RGB frame"):
         detect(frames[0][..., 0])
+
+
+def test_freeway_counts_one_car_per_lane_and_follows_the_chicken_up():
+    from envs.atari import FREEWAY_LANES
+
+    frames = _atari_frames("ALE/Freeway-v5", [1] * 40)  # UP: the chicken walks up its column
+    kit = kit_for("ALE/Freeway-v5")
+    found = [kit.detect(f) for f in frames]
+    cars = [f["car"] for f in found]
+    assert np.mean([len(c) for c in cars]) > 8  # ten lanes, a car off screen now and then
+    rows = [(top, bottom) for top, bottom, _, _ in FREEWAY_LANES.values()]
+    assert all(any(top <= y < bottom for top, bottom in rows) for c in cars for _, y in c)
+    moved = cars[5][:, 0] - cars[4][:, 0]
+    assert len(cars[4]) == len(cars[5]) and np.abs(moved).max() > 0  # the traffic moves every step
+    chicken = [f["chicken"][0] for f in found if len(f["chicken"])]
+    assert len(chicken) > 20 and abs(chicken[0][0] - 18.5) < 1.5
+    assert chicken[-1][1] < chicken[0][1] - 5  # up the screen
+    shares = kit.content.measure(frames)
+    assert set(shares) == {"colour road", "colour lane marks", "colour border", "cars drawn", "chicken drawn"}
+    assert kit.content.shares == ("chicken drawn",)  # a count of cars is a rate, compared as a ratio
+    road = np.broadcast_to(np.array([142, 142, 142], dtype=np.uint8), frames[0].shape)
+    assert all(len(v) == 0 for v in kit.detect(road).values())
 
 
 def test_colour_histograms_intersect_by_amount_not_by_place():
