@@ -286,15 +286,21 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
 
 
 def _collect(plan: Plan, data: Path, episodes: int) -> None:
+    """Collect, or top up after an interruption: a top-up plays from the next seed no run into
+    `data` has used yet, for the env and the policy alike, so it adds new episodes rather than
+    replaying the interrupted run's (or being refused for it)."""
     from worldgen.data.collect import collect
     from worldgen.data.policies import RandomRepeatPolicy
     from worldgen.data.sources import make_source_env, probe_action_meanings
+    from worldgen.data.storage import read_manifest
 
+    used = read_manifest(data).get("env_seeds", []) if (data / "manifest.json").exists() else []
+    seed = max(plan.seed, max(used) + 1) if used else plan.seed
     if plan.policy == "explore":
-        policy = kit_for(plan.env_id).policy(plan.seed)
+        policy = kit_for(plan.env_id).policy(seed)
     else:
-        policy = RandomRepeatPolicy(len(probe_action_meanings(lambda: make_source_env(plan.env_id))), seed=plan.seed)
-    collect(plan.env_id, data, episodes, policy, plan.policy, seed=plan.seed)
+        policy = RandomRepeatPolicy(len(probe_action_meanings(lambda: make_source_env(plan.env_id))), seed=seed)
+    collect(plan.env_id, data, episodes, policy, plan.policy, seed=seed)
 
 
 def _import_video(plan: Plan, video: Path) -> None:
