@@ -44,6 +44,20 @@ def test_a_classic_control_game_becomes_a_playable_judged_world(tmp_path, capsys
     assert sorted(p.name for p in (out / "runs" / "teacher" / "checkpoints").iterdir()) == before
 
 
+def test_a_collect_cut_short_is_topped_up_with_new_episodes(tmp_path):
+    from worldgen.data.dataset import EpisodeDataset
+    from worldgen.make_world import _collect
+
+    plan = make_plan("MountainCar-v0", tmp_path, "tiny", episodes=3)
+    data = tmp_path / "data"
+    _collect(plan, data, 1)  # the first run, cut short after one episode
+    _collect(plan, data, 2)  # the rerun's top-up
+    shards = EpisodeDataset(data).shards
+    assert len(shards) == 3
+    firsts = [tuple(s.actions[:40]) for s in shards]
+    assert len(set(firsts)) == 3  # three different episodes, none replayed
+
+
 def test_the_plan_sizes_every_stage_and_says_how_long(capsys, tmp_path):
     assert main(["make-world", "--env", "worldgen/Platformer-v0", "--out", str(tmp_path / "p"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
