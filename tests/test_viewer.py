@@ -50,7 +50,18 @@ def test_preview_shows_each_action_from_the_current_frame_and_leaves_the_world_a
     nxt = world.step([4]).frames[0]
     assert np.array_equal(nxt, strips[4, 0])  # the preview of action 4 is what action 4 then draws
     picture = preview_picture(world, strips, frame)
-    assert picture.shape[0] > 6 * 64 * 2 and picture.shape[1] > 4 * 64 * 2  # a labelled row per action, now + 3 frames
+    assert picture.shape[0] > 6 * 64 * 2 and picture.shape[1] > 5 * 64 * 2  # a labelled row per action: now, 3 frames, its own effect
+
+
+def test_the_preview_marks_what_only_one_key_draws():
+    from worldgen.viewer import own_effect
+
+    strips = np.full((4, 3, 16, 16, 3), 100, np.uint8)
+    strips[2, -1, 5:7, 9:11] = 200  # only action 2 moves something, by a few pixels
+    strips[:, -1, 0, 0] = 0  # all actions agree on this change: nobody's own
+    marks = (own_effect(strips) == (255, 0, 255)).all(axis=-1)
+    assert marks[2].sum() == 4 and marks[2, 5:7, 9:11].all()
+    assert not marks[[0, 1, 3]].any()
 
 
 def test_v_opens_the_preview_and_holds_the_world_still(tiny_world, monkeypatch):

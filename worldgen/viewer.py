@@ -100,13 +100,32 @@ def action_previews(world: World, steps: int = PREVIEW_STEPS) -> np.ndarray:
     return np.stack(strips)
 
 
+PREVIEW_DIFFERENCE = 24
+"""Largest channel difference (of 255) from the actions' consensus that still counts as the same pixel."""
+
+
+def own_effect(strips: np.ndarray, threshold: int = PREVIEW_DIFFERENCE) -> np.ndarray:
+    """What each action draws that the others do not: its last frame, dimmed, with the pixels
+    that differ from the median of all actions' last frames in magenta. A key that moves the
+    player a few pixels further than the rest, hard to see in the strip, shows as a bright mark.
+    strips (A, T, H, W, 3) -> (A, H, W, 3) uint8."""
+    last = strips[:, -1].astype(np.int16)
+    consensus = np.median(last, axis=0)
+    differs = np.abs(last - consensus).max(axis=-1) > threshold  # (A, H, W)
+    out = (last * 0.35).astype(np.uint8)
+    out[differs] = (255, 0, 255)
+    return out
+
+
 def preview_picture(world: World, strips: np.ndarray, frame: np.ndarray) -> np.ndarray:
     """The preview as one labelled picture: a row per action (its digit key and name), the
-    current frame first, then the frames it leads to."""
+    current frame first, then the frames it leads to, then what it draws unlike the other actions (`own_effect`)."""
     from worldgen.frames import labelled_grid
 
-    rows = [(f"{i + 1}: {name}", np.concatenate([frame, *strip], axis=1)) for i, (name, strip) in enumerate(zip(world.action_meanings, strips))]
-    return labelled_grid(rows, ["now", *[f"+{t + 1}" for t in range(strips.shape[1])]], scale=2)
+    effects = own_effect(strips)
+    rows = [(f"{i + 1}: {name}", np.concatenate([frame, *strip, effect], axis=1))
+            for i, (name, strip, effect) in enumerate(zip(world.action_meanings, strips, effects))]
+    return labelled_grid(rows, ["now", *[f"+{t + 1}" for t in range(strips.shape[1])], "unlike the rest"], scale=2)
 
 
 @dataclass
