@@ -105,7 +105,7 @@ PREVIEW_DIFFERENCE = 24
 
 
 def own_effect(strips: np.ndarray, threshold: int = PREVIEW_DIFFERENCE) -> np.ndarray:
-    """What each action draws that the others do not: its last frame, dimmed, with the pixels
+    """What each action draws unlike most of the others: its last frame, dimmed, with the pixels
     that differ from the median of all actions' last frames in magenta. A key that moves the
     player a few pixels further than the rest, hard to see in the strip, shows as a bright mark.
     strips (A, T, H, W, 3) -> (A, H, W, 3) uint8."""
