@@ -44,17 +44,22 @@ class AtariGame:
 
 BOXING_RING: Area = (8, 57, 3, 64)
 
-FREEWAY_LANES: dict[str, Area] = {
-    # Each lane's rows in the 64x64 frame: the native 210-row frame draws lane k's car on rows
-    # 28 + 16 k .. 35 + 16 k, scaled by 64 / 210 and widened to the pixels they blend into.
-    colour: (top, bottom, 0, 64)
-    for colour, (top, bottom) in {
-        "car 1 (red)": (8, 11), "car 2 (light green)": (13, 16), "car 3 (olive)": (18, 21),
-        "car 4 (pink)": (23, 26), "car 5 (dark blue)": (28, 31), "car 6 (brown)": (32, 36),
-        "car 7 (blue)": (37, 41), "car 8 (crimson)": (42, 46), "car 9 (green)": (47, 50),
-        "car 10 (yellow)": (52, 55),
-    }.items()
+FREEWAY_CARS: dict[str, tuple[tuple[int, int, int], tuple[int, int]]] = {
+    # Each lane's car: its colour, and its rows in the 64x64 frame (the native 210-row frame
+    # draws lane k's car, k = 1..10, on rows 12 + 16 k .. 19 + 16 k; scaled by 64 / 210 and
+    # widened to the pixels they blend into).
+    "car 1 (red)": ((167, 26, 26), (8, 11)),
+    "car 2 (light green)": ((180, 231, 117), (13, 16)),
+    "car 3 (olive)": ((105, 105, 15), (18, 21)),
+    "car 4 (pink)": ((228, 111, 111), (23, 26)),
+    "car 5 (dark blue)": ((24, 26, 167), (28, 31)),
+    "car 6 (brown)": ((162, 98, 33), (32, 36)),
+    "car 7 (blue)": ((84, 92, 214), (37, 41)),
+    "car 8 (crimson)": ((184, 50, 50), (42, 46)),
+    "car 9 (green)": ((135, 183, 84), (47, 50)),
+    "car 10 (yellow)": ((210, 210, 64), (52, 55)),
 }
+FREEWAY_LANES: dict[str, Area] = {name: (top, bottom, 0, 64) for name, (_, (top, bottom)) in FREEWAY_CARS.items()}
 
 GAMES: dict[str, AtariGame] = {
     "ALE/Boxing-v5": AtariGame(
@@ -74,19 +79,10 @@ GAMES: dict[str, AtariGame] = {
             "border": (0, 0, 0),
             "chicken": (206, 206, 108),  # (252, 252, 84) natively; 2 px wide at 64x64, always blended with the road
             "median line": (187, 187, 118),
-            "car 1 (red)": (167, 26, 26),
-            "car 2 (light green)": (180, 231, 117),
-            "car 3 (olive)": (105, 105, 15),
-            "car 4 (pink)": (228, 111, 111),
-            "car 5 (dark blue)": (24, 26, 167),
-            "car 6 (brown)": (162, 98, 33),
-            "car 7 (blue)": (84, 92, 214),
-            "car 8 (crimson)": (184, 50, 50),
-            "car 9 (green)": (135, 183, 84),
-            "car 10 (yellow)": (210, 210, 64),
+            **{name: colour for name, (colour, _) in FREEWAY_CARS.items()},
         },
-        # The player's chicken walks up column 18 (the other chicken, column 44, never moves
-        # in single-player play); a car is 2-3 rows tall at 64x64, with 2-15 pixels of its colour.
+        # The player's chicken walks up column 18 (the other chicken, column 44, is not the
+        # player's); a car is 2-3 rows tall at 64x64, with up to 15 pixels near its colour.
         sprites={"car": tuple(FREEWAY_LANES.items()), "chicken": (("chicken", (3, 61, 15, 22)),)},
         min_pixels=1,
         background={"car": ("road", "lane marks", "kerb", "border"), "chicken": ("road", "lane marks", "kerb", "border", "median line")},
