@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from worldgen.cli import main
 from worldgen.make_world import PRESETS, make_plan
@@ -17,7 +18,7 @@ def test_a_classic_control_game_becomes_a_playable_judged_world(tmp_path, capsys
     out = tmp_path / "mountaincar"
     assert main(["make-world", "--env", "MountainCar-v0", "--out", str(out), "--preset", "tiny", "--episodes", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "[1/11] collect: 3 more episodes" in printed and "[11/11] bench: finished" in printed
+    assert "[1/12] collect: 3 more episodes" in printed and "[12/12] bench: finished" in printed
     spec = json.loads((out / "world" / "world.json").read_text())
     assert spec["source_env"] == "MountainCar-v0" and spec["action_meanings"] and spec["sampler"] == "consistency"
     # The second step's time is the candidate that kept the content nearest the real game's.
@@ -32,6 +33,16 @@ def test_a_classic_control_game_becomes_a_playable_judged_world(tmp_path, capsys
 
     from worldgen.world import World
 
+    # The world draws with the rare-colour decoder on the first autoencoder's encoder, so the
+    # latents every later stage learnt on are the first encoder's.
+    from safetensors.torch import load_file
+
+    first = load_file(out / "runs" / "ae" / "export" / "model.safetensors")
+    packed = load_file(out / "world" / "ae" / "model.safetensors")
+    assert all(torch.equal(first[k], packed[k]) for k in first if k.startswith("encoder.") or k == "latent_scale")
+    assert not all(torch.equal(first[k], packed[k]) for k in first if k.startswith("decoder."))
+    assert json.loads((out / "runs" / "teacher" / "train_config.json").read_text())["ae"].endswith("ae_decoder/export")
+
     world = World(out / "world")
     world.reset(world.source_frame(1_000_000)[None])
     assert world.step([0]).frames.shape == (1, 64, 64, 3)
@@ -40,7 +51,7 @@ def test_a_classic_control_game_becomes_a_playable_judged_world(tmp_path, capsys
     before = sorted(p.name for p in (out / "runs" / "teacher" / "checkpoints").iterdir())
     assert main(["make-world", "--env", "MountainCar-v0", "--out", str(out), "--preset", "tiny", "--episodes", "3"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count(": done") == 11
+    assert printed.count(": done") == 12
     assert sorted(p.name for p in (out / "runs" / "teacher" / "checkpoints").iterdir()) == before
 
 
@@ -64,7 +75,7 @@ def test_the_plan_sizes_every_stage_and_says_how_long(capsys, tmp_path):
     assert "explore play" in printed and "estimated total" in printed and not (tmp_path / "p").exists()
     small = make_plan("worldgen/Platformer-v0", tmp_path, "small")
     assert 1.5 * 3600 < small.seconds < 3 * 3600  # the budget: three hours of CPU on this machine
-    assert [name for name, _, _ in small.steps] == ["collect", "ae", "teacher", "scd", "teacher_own", "scd_own", "tune",
+    assert [name for name, _, _ in small.steps] == ["collect", "ae", "ae_decoder", "teacher", "scd", "teacher_own", "scd_own", "tune",
                                                     "reward", "pack", "eval", "bench"]
     assert make_plan("MountainCar-v0", tmp_path, "tiny").policy == "random"
     assert set(PRESETS) == {"tiny", "small", "base"}
@@ -91,7 +102,7 @@ def test_clips_become_a_world_on_latent_actions_judged_on_the_game_they_show(tmp
             "--preset", "tiny"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "make-world clips of worldgen/Platformer-v0" in printed and "[13/13] bench: finished" in printed
+    assert "make-world clips of worldgen/Platformer-v0" in printed and "[14/14] bench: finished" in printed
     data = EpisodeDataset(out / "data")
     assert data.action_meanings == ["code 0", "code 1", "code 2", "code 3"] and data.env_id == "worldgen/Platformer-v0"
     report = json.loads((out / "eval" / "report.json").read_text())
@@ -101,7 +112,7 @@ def test_clips_become_a_world_on_latent_actions_judged_on_the_game_they_show(tmp
     assert json.loads((out / "runs" / "reward" / "train_config.json").read_text())["judged"]["mid_time"] == tuned
     world = World(out / "world")
     assert world.action_meanings == data.action_meanings and world.spec.source_env == "envs:worldgen/Platformer-v0"
-    assert main(args) == 0 and capsys.readouterr().out.count(": done") == 13
+    assert main(args) == 0 and capsys.readouterr().out.count(": done") == 14
 
 
 def test_clips_of_no_known_game_become_a_world_that_starts_from_their_opening_frames(tmp_path, capsys):
@@ -119,7 +130,7 @@ def test_clips_of_no_known_game_become_a_world_that_starts_from_their_opening_fr
                  "--labels", str(labels)]) == 0
     printed = capsys.readouterr().out
     assert "steered by the labelled episodes" in printed
-    assert not re.search(r"^\s+\d+\. (eval|reward) ", printed, re.M) and "[10/10] bench: finished" in printed
+    assert not re.search(r"^\s+\d+\. (eval|reward) ", printed, re.M) and "[11/11] bench: finished" in printed
     assert not (out / "eval").exists() and (out / "bench.json").exists()
     world = World(out / "world")
     assert world.spec.source_env == "video" and world.spec.fps == 10 and len(world.action_meanings) == 3
@@ -150,7 +161,7 @@ def test_bad_video_requests_say_what_was_wrong(tmp_path):
         make_plan(None, tmp_path, "tiny")
     plan = make_plan(None, tmp_path, "small", video=[tmp_path])
     assert plan.steps[0][1].startswith("1 clip ->")
-    assert [name for name, _, _ in plan.steps] == ["video", "ae", "lam", "label", "teacher", "scd", "teacher_own", "scd_own",
+    assert [name for name, _, _ in plan.steps] == ["video", "ae", "ae_decoder", "lam", "label", "teacher", "scd", "teacher_own", "scd_own",
                                                    "pack", "bench"]
     ruled = make_plan("worldgen/Platformer-v0", tmp_path, "small", video=[tmp_path])
     assert [name for name, _, _ in ruled.steps][-5:] == ["tune", "reward", "pack", "eval", "bench"]

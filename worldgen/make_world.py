@@ -70,12 +70,20 @@ class MakeWorldPreset:
     tune_seconds: float = 30.0
 
 
-def _stages(ae: int, teacher: int, scd: int, own_teacher: int, own_scd: int, reward: int, judged: tuple[int, int],
-            speed: dict[str, float]) -> tuple[StageSpec, ...]:
-    """The stage list: the same recipe at every size; `judged`: (rollouts, frames) of the reward head's pool."""
+def _stages(ae: int, decoder: int, teacher: int, scd: int, own_teacher: int, own_scd: int, reward: int,
+            judged: tuple[int, int], speed: dict[str, float]) -> tuple[StageSpec, ...]:
+    """The stage list: the same recipe at every size; `judged`: (rollouts, frames) of the reward head's pool.
+
+    `ae_decoder` fine-tunes the decoder alone with each pixel's loss weighted by its colour's
+    rarity: a plain loss smooths away sprites a few pixels wide (Freeway's chicken: kept in 45% of
+    decoded frames, 98% after), and a frozen encoder leaves the latents as they were. Every later
+    stage encodes and decodes with it."""
     own = ("own.share=0.5", "own.unroll_start=2", f"own.curriculum_steps={max(1, own_teacher * 3 // 8)}")
     return (
         StageSpec("ae", "ae", ae, (), speed["ae"]),
+        StageSpec("ae_decoder", "ae", decoder,
+                  ("init={runs}/ae/export", "train_encoder=false", "colour_weight=1.0", "optim.lr=3e-4",
+                   "optim.warmup_steps=50"), speed["ae_decoder"]),
         StageSpec("teacher", "teacher", teacher, (), speed["teacher"]),
         StageSpec("scd", "scm", scd, ("mode=scd", "teacher={runs}/teacher/export"), speed["scd"]),
         StageSpec("teacher_own", "teacher", own_teacher,
@@ -91,19 +99,19 @@ def _stages(ae: int, teacher: int, scd: int, own_teacher: int, own_scd: int, rew
     )
 
 
-CPU_SMALL = {"ae": 0.8, "teacher": 0.7, "scd": 1.0, "teacher_own": 1.6, "scd_own": 2.5, "reward": 0.3, "judged_frame": 0.03}
+CPU_SMALL = {"ae": 0.8, "ae_decoder": 0.45, "teacher": 0.7, "scd": 1.0, "teacher_own": 1.6, "scd_own": 2.5, "reward": 0.3, "judged_frame": 0.03}
 """Seconds per step of the small preset on the 2-core CPU (the Platformer's runs)."""
 
 PRESETS: dict[str, MakeWorldPreset] = {
     "tiny": MakeWorldPreset(
-        "tiny", 6, _stages(30, 60, 4, 6, 4, 10, (4, 12), {k: 0.1 for k in CPU_SMALL}), 2, (1, 4), 40, 2, (1,), 1, (1.1, 1.35),
+        "tiny", 6, _stages(30, 10, 60, 4, 6, 4, 10, (4, 12), {k: 0.1 for k in CPU_SMALL}), 2, (1, 4), 40, 2, (1,), 1, (1.1, 1.35),
         lam_steps=20, lam_seconds_per_step=0.1, collect_seconds_per_episode=1.0, eval_seconds=30.0),
     "small": MakeWorldPreset(
-        "small", 100, _stages(1500, 4000, 600, 400, 300, 1000, (96, 256), CPU_SMALL), 8, (1, 8, 32), 1000, 8,
+        "small", 100, _stages(1500, 1000, 4000, 600, 400, 300, 1000, (96, 256), CPU_SMALL), 8, (1, 8, 32), 1000, 8,
         (1, 16), 2, (1.1, 1.2, 1.3, 1.4, 1.5), tune_seconds=600.0, eval_seconds=1200.0),
     "base": MakeWorldPreset(
-        "base", 400, _stages(5000, 60000, 4000, 4000, 2000, 4000, (512, 512),
-                             {"ae": 0.1, "teacher": 0.1, "scd": 0.2, "teacher_own": 0.3, "scd_own": 0.4, "reward": 0.05,
+        "base", 400, _stages(5000, 2000, 60000, 4000, 4000, 2000, 4000, (512, 512),
+                             {"ae": 0.1, "ae_decoder": 0.05, "teacher": 0.1, "scd": 0.2, "teacher_own": 0.3, "scd_own": 0.4, "reward": 0.05,
                               "judged_frame": 0.002}),
         16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), 0, (1.0, 1.1, 1.2, 1.3, 1.35, 1.4, 1.5), tune_seconds=600.0, lam_steps=10000, lam_seconds_per_step=0.05, eval_seconds=900.0),
 }
@@ -143,7 +151,7 @@ class Plan:
             if self.video and s.kind == "reward" and not judged:
                 continue  # clips carry no rewards, and no rules read them off the frames: a world that pays nothing
             self.steps.append((s.name, f"train {s.kind}, {s.steps} steps", s.steps * s.seconds_per_step + s.extra_seconds * judged))
-            if self.video and s.name == "ae":
+            if self.video and s.name == "ae_decoder":
                 steered = f", steered by the labelled episodes in {self.labels}" if self.labels else ""
                 self.steps += [("lam", f"train lam, {self.codes} codes, {p.lam_steps} steps{steered}", p.lam_steps * p.lam_seconds_per_step),
                                ("label", "the clips' actions are the codes" + (", rewards by the rules" if judged else ""), 30.0)]
@@ -313,7 +321,7 @@ def _train_lam(plan: Plan, video: Path, runs: Path) -> None:
     from worldgen.checkpoint import list_states
     from worldgen.train.stages import resolve_config, run_stage
 
-    sets = [f"run.threads={plan.preset.threads}", f"run.steps={plan.preset.lam_steps}", f"model.codes={plan.codes}", f"ae={runs}/ae/export"]
+    sets = [f"run.threads={plan.preset.threads}", f"run.steps={plan.preset.lam_steps}", f"model.codes={plan.codes}", f"ae={_autoencoder(runs)}"]
     sets += [f"labels={plan.labels}"] if plan.labels else []
     cfg = resolve_config("lam", plan.preset.model, None, sets)
     run_stage("lam", cfg, video, runs / "lam", resume=bool(list_states(runs / "lam")))
@@ -340,6 +348,11 @@ def _label(plan: Plan, video: Path, runs: Path, data: Path) -> None:
     label_dataset(video, data, runs / "lam" / "export", rules, progress=False)
 
 
+def _autoencoder(runs: Path) -> Path:
+    """The world's autoencoder: the first one's encoder with the rare-colour decoder."""
+    return runs / "ae_decoder" / "export"
+
+
 def _train_done(run: Path, steps: int) -> bool:
     from worldgen.checkpoint import list_states
 
@@ -353,7 +366,7 @@ def _train(spec: StageSpec, plan: Plan, data: Path, runs: Path) -> None:
 
     sets = [f"run.threads={plan.preset.threads}", *(s.format(runs=runs) for s in spec.sets), f"run.steps={spec.steps}"]
     if spec.kind != "ae":
-        sets.append(f"ae={runs}/ae/export")
+        sets.append(f"ae={_autoencoder(runs)}")
     if spec.kind == "reward" and kit_for(plan.env_id).events is None:  # no rules to label the world's frames with
         sets = [s for s in sets if not s.startswith("judged.")]
     elif spec.kind == "reward":
@@ -390,7 +403,7 @@ def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
     spec = _spec(plan, data, runs)
     prompts = None if plan.playable else opening_frames(data, spec.context)
     reward = runs / "reward" / "export" if any(name == "reward" for name, _, _ in plan.steps) else None
-    pack_world(world, spec, runs / "ae" / "export", runs / "scd_own" / "export", reward,
+    pack_world(world, spec, _autoencoder(runs), runs / "scd_own" / "export", reward,
                teacher=runs / "teacher_own" / "export", prompts=prompts)
 
 
@@ -409,7 +422,7 @@ def _tune(plan: Plan, data: Path, runs: Path, out: Path, log: Callable[[str], No
     p = plan.preset
     device = "cuda" if torch.cuda.is_available() else "cpu"  # as World() picks for eval
     spec = _spec(plan, data, runs)
-    world = World.from_modules(spec, load_export(runs / "ae" / "export", "autoencoder", device)[0],
+    world = World.from_modules(spec, load_export(_autoencoder(runs), "autoencoder", device)[0],
                                load_export(runs / "scd_own" / "export", "dynamics", device)[0], None)
     used = set(spec.training_seeds) | EpisodeDataset(data).level_seeds()
     relabel = world_relabeller(runs / "lam" / "export", world) if plan.video else None
