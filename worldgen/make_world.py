@@ -44,6 +44,8 @@ class StageSpec:
     """Measured on the 2-core CPU (tiny, small) or estimated for one GPU (base): the plan's estimate."""
     extra_seconds: float = 0.0
     """Work before the first step (the reward head's pool of judged rollouts)."""
+    note: str = ""
+    """What sets this stage apart from a plain one of its kind, for the plan."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def _stages(ae: int, decoder: int, teacher: int, scd: int, own_teacher: int, own
         StageSpec("ae", "ae", ae, (), speed["ae"]),
         StageSpec("ae_decoder", "ae", decoder,
                   ("init={runs}/ae/export", "train_encoder=false", "colour_weight=1.0", "optim.lr=3e-4",
-                   "optim.warmup_steps=50"), speed["ae_decoder"]),
+                   "optim.warmup_steps=50"), speed["ae_decoder"], note="the decoder alone, rare colours weighted up"),
         StageSpec("teacher", "teacher", teacher, (), speed["teacher"]),
         StageSpec("scd", "scm", scd, ("mode=scd", "teacher={runs}/teacher/export"), speed["scd"]),
         StageSpec("teacher_own", "teacher", own_teacher,
@@ -150,7 +152,7 @@ class Plan:
         for s in p.stages:
             if self.video and s.kind == "reward" and not judged:
                 continue  # clips carry no rewards, and no rules read them off the frames: a world that pays nothing
-            self.steps.append((s.name, f"train {s.kind}, {s.steps} steps", s.steps * s.seconds_per_step + s.extra_seconds * judged))
+            self.steps.append((s.name, f"train {s.kind}, {s.steps} steps" + (f": {s.note}" if s.note else ""), s.steps * s.seconds_per_step + s.extra_seconds * judged))
             if self.video and s.name == "ae_decoder":
                 steered = f", steered by the labelled episodes in {self.labels}" if self.labels else ""
                 self.steps += [("lam", f"train lam, {self.codes} codes, {p.lam_steps} steps{steered}", p.lam_steps * p.lam_seconds_per_step),
