@@ -73,8 +73,7 @@ def test_consistency_stages_start_from_the_teacher(tiny_world_runs, tiny_dataset
     out = tiny_world_runs / mode
     noise = ["--set", "context_noise_max=0.25"] if mode == "sct" else []  # a setting of the user's is kept
     assert main(["train", "scm", "--mode", mode, "--data", str(tiny_dataset), "--out", str(out), "--steps", "4",
-                 "--set", "run.val_fraction=0.3", "--set", "run.log_every=2", "--set", "change_weight=2.0", *noise]) == 0
-    assert all(m["loss"] == m["loss"] for m in metrics(out) if "loss" in m)  # the weighted loss trains
+                 "--set", "run.val_fraction=0.3", "--set", "run.log_every=2", *noise]) == 0
     _, config = load_weights(out / "export")
     assert config["kind"] == mode and config["sampler"] == "consistency"
     teacher_noise = load_weights(tiny_world_runs / "teacher" / "export")[1]["context_noise_max"]
@@ -264,33 +263,6 @@ def test_colour_rarity_weighs_rare_colours_up():
     assert w.shape == (2, 8, 8) and float(w.mean()) == pytest.approx(1.0)
     assert float(w[0, 0, 0]) == pytest.approx(20.0 * float(w[0, 0, 1]))  # clipped at 20x
     assert torch.equal(colour_rarity(frames, 0.0, 20.0), torch.ones(2, 8, 8))
-
-
-def test_change_weights_put_the_loss_where_the_game_moved():
-    from worldgen.train.teacher import change_weights
-
-    last = torch.zeros(2, 4, 8, 8)
-    target = last.clone()
-    target[0, :, 3, 5] = 1.0  # one position moved in the first frame; the second is still
-    w = change_weights(target, last, 4.0)
-    assert w.shape == (2, 1, 8, 8) and torch.allclose(w.mean((2, 3)), torch.ones(2, 1))
-    assert float(w[0, 0, 3, 5]) == pytest.approx(257.0 * float(w[0, 0, 0, 0]))  # 1 + 4 * 64 against 1
-    assert torch.equal(w[1], torch.ones(1, 8, 8))  # nothing moved: the plain loss
-    assert change_weights(target, last, 0.0) is None
-
-
-def test_a_weighted_flow_matching_loss_follows_its_weights():
-    from worldgen import scm
-
-    x0, z = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
-    t = torch.full((2,), 0.7)
-    F = lambda x, t: torch.zeros_like(x)  # errs everywhere
-    plain = scm.flow_matching_loss(F, x0, z, t)
-    assert torch.allclose(scm.flow_matching_loss(F, x0, z, t, weight=torch.ones(2, 1, 8, 8)), plain)
-    corner = torch.zeros(2, 1, 8, 8)
-    corner[:, :, 0, 0] = 64.0  # all the weight on one position: its error alone counts
-    err = (scm.velocity(x0, z, t)[:, :, 0, 0] ** 2).mean(1) / scm.SIGMA_D**2
-    assert torch.allclose(scm.flow_matching_loss(F, x0, z, t, weight=corner), err, rtol=1e-5)
 
 
 def test_decoder_fine_tune_keeps_the_latents(tiny_world_runs, tiny_dataset):

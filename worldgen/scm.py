@@ -79,14 +79,12 @@ def sample_t(n: int, p_mean: float, p_std: float, generator: torch.Generator | N
 # --- teacher: flow matching in TrigFlow form -----------------------------------------------
 
 
-def flow_matching_loss(F: Denoiser, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, sigma_d: float = SIGMA_D,
-                       weight: torch.Tensor | None = None) -> torch.Tensor:
+def flow_matching_loss(F: Denoiser, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, sigma_d: float = SIGMA_D) -> torch.Tensor:
     """Per-sample E||sigma_d F(x_t / sigma_d, t) - dx_t/dt||^2 / sigma_d^2, a diffusion model in
-    TrigFlow form (sCM, Eq. 5), each element's error times `weight` (broadcast to x0) if given.
-    Returns (B,)."""
+    TrigFlow form (sCM, Eq. 5). Returns (B,)."""
     x_t = noisy(x0, z, t)
-    err = (sigma_d * F(x_t / sigma_d, t) - velocity(x0, z, t)).pow(2)
-    return (err if weight is None else err * weight).flatten(1).mean(1) / sigma_d**2
+    err = sigma_d * F(x_t / sigma_d, t) - velocity(x0, z, t)
+    return err.pow(2).flatten(1).mean(1) / sigma_d**2
 
 
 def ode_times(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
@@ -167,12 +165,10 @@ def tangent(
     return TangentTerms(F_minus=F_minus.detach(), g=g.detach(), g_norm=g_norm.detach())
 
 
-def scm_loss(F_theta: torch.Tensor, terms: TangentTerms, logvar: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def scm_loss(F_theta: torch.Tensor, terms: TangentTerms, logvar: torch.Tensor) -> torch.Tensor:
     """Adaptive-weighted sCM loss (sCM, Eq. 8): exp(-w(t)) / D ||F_theta - F^- - g||^2 + w(t),
-    with w(t) = `logvar` (B,), each element's error times `weight` (broadcast to F) if given.
-    Returns (B,)."""
-    sq = (F_theta - terms.F_minus - terms.g).pow(2)
-    sq = (sq if weight is None else sq * weight).flatten(1).mean(1)  # ||.||^2 / D
+    with w(t) = `logvar` (B,). Returns (B,)."""
+    sq = (F_theta - terms.F_minus - terms.g).pow(2).flatten(1).mean(1)  # ||.||^2 / D
     return torch.exp(-logvar) * sq + logvar
 
 

@@ -18,7 +18,7 @@ from worldgen.train.config import OptimConfig, RunConfig
 from worldgen.train.latent_data import LatentData
 from worldgen.train.loop import Context, Logs, run_device, unwrap
 from worldgen.train.own_rollout import OwnRollouts
-from worldgen.train.teacher import DynamicsTrainConfig, change_weights, save_dynamics
+from worldgen.train.teacher import DynamicsTrainConfig, save_dynamics
 
 
 @dataclass
@@ -84,7 +84,6 @@ class ConsistencyStage:
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         cfg = self.cfg
-        weight = change_weights(batch["target"], batch["context"][:, -1], cfg.change_weight)  # from the real context
         batch, own_logs = self.own.apply(batch, unwrap(train["net"]), ctx.step, ctx.noise)
         x0 = batch["target"]
         b = x0.shape[0]
@@ -104,7 +103,7 @@ class ConsistencyStage:
         with ctx.autocast():
             F_theta = train["net"](x_t / scm.SIGMA_D, t, context, batch["actions"], level)
         logvar = train["weight"](t)
-        loss = scm.scm_loss(F_theta.float(), terms, logvar, weight).mean()
+        loss = scm.scm_loss(F_theta.float(), terms, logvar).mean()
         return loss, {"tangent_norm": terms.g_norm.mean().detach(), "warmup_r": r, "logvar": logvar.detach().mean(), **own_logs}
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:

@@ -42,11 +42,6 @@ class DynamicsTrainConfig:
     val_windows: int = 64
     own: OwnRolloutConfig = field(default_factory=OwnRolloutConfig)
     """Training on the world's own rollouts (off by default: `own.share=0`)."""
-    change_weight: float = 0.0
-    """Weight each latent position's loss by how much it changes from the last real context
-    frame to the target (`change_weights`; 0: a plain loss). A sprite that only the keys move
-    (Freeway's chicken, 2 x 2 pixels) is one position of 256 that changes while the road never
-    does: unweighted, the network learns the traffic and may ignore the keys."""
 
 
 @dataclass
@@ -102,14 +97,12 @@ class TeacherStage:
         return bind(net, noise_context(batch["context"], level, ctx.noise), batch["actions"], level)
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
-        # From the real context, before own rollouts replace it: the weight marks what the game moved.
-        weight = change_weights(batch["target"], batch["context"][:, -1], self.cfg.change_weight)
         batch, logs = self.own.apply(batch, unwrap(train["net"]), ctx.step, ctx.noise)
         x0 = batch["target"]
         z = torch.randn(x0.shape, generator=ctx.noise, device=ctx.device) * scm.SIGMA_D
         t = scm.sample_t(x0.shape[0], self.cfg.p_mean, self.cfg.p_std, ctx.noise, ctx.device)
         with ctx.autocast():
-            loss = scm.flow_matching_loss(self.conditioned(train["net"], batch, ctx), x0, z, t, weight=weight).mean()
+            loss = scm.flow_matching_loss(self.conditioned(train["net"], batch, ctx), x0, z, t).mean()
         return loss, logs
 
     def export(self, ema: dict[str, nn.Module], folder: Path) -> None:
@@ -125,18 +118,6 @@ class TeacherStage:
         }
         scores = self.data.next_frame_report(preds, writer, ctx.step + 1, self.name)
         return {**scores, **self.data.rollout_report(ema["net"], Sampler("ode", self.cfg.eval_steps, c), writer, ctx.step + 1, self.name)}
-
-
-def change_weights(target: torch.Tensor, last: torch.Tensor, strength: float) -> torch.Tensor | None:
-    """Per-position loss weights (B, 1, h, w) for target latents (B, C, h, w) after `last`:
-    1 + strength * (the position's squared change / the frame's mean), then scaled to mean 1 in
-    each frame, so a frame's total weight, and every per-sample weighting, stays as it was.
-    None when `strength` is 0."""
-    if strength == 0:
-        return None
-    change = (target - last).float().pow(2).sum(1, keepdim=True)  # (B, 1, h, w)
-    weight = 1 + strength * change / change.mean((2, 3), keepdim=True).clamp_min(1e-12)
-    return weight / weight.mean((2, 3), keepdim=True)
 
 
 def save_dynamics(folder: Path, net: nn.Module, kind: str, cfg: Any) -> None:
