@@ -331,3 +331,16 @@ def test_the_second_step_is_chosen_by_how_near_the_real_mix_the_content_stays():
     assert content_deviation({"coins": [0.5]}, [(1, 32)]) == pytest.approx(np.log(2))  # a short rollout: judged on what it has
     with pytest.raises(ValueError, match="no content to judge"):
         content_deviation({"coins": [1.0, float("nan"), float("nan")]}, bins)
+
+
+def test_the_choice_of_second_step_counts_the_player_too():
+    from worldgen.tune import FLOOR, judged_ratios
+
+    report = {"shares": ["chicken drawn", "unsupported"],
+              "real": {"cars drawn": [9.0, 9.0], "chicken drawn": [1.0, 1.0], "unsupported": [0.0, 0.0]},
+              "methods": {"w": {"ratio": {"cars drawn": [1.0, 0.9]},
+                                "rate": {"cars drawn": [9.0, 8.1], "chicken drawn": [1.0, 0.25], "unsupported": [0.0, 0.05]}}}}
+    ratios = judged_ratios(report, "w")
+    assert ratios["cars drawn"] == [1.0, 0.9]  # a rate kind as the report has it
+    assert ratios["chicken drawn"] == [1.0, 0.25]  # the player drawn in a quarter of the frames the game draws it
+    assert ratios["unsupported"] == [1.0, pytest.approx(0.05 / FLOOR)]  # floating, where the game never floats

@@ -39,6 +39,17 @@ def content_deviation(ratios: dict[str, list[float]], bins: list[tuple[int, int]
     return float(np.mean(cells))
 
 
+def judged_ratios(report: dict[str, Any], method: str) -> dict[str, list[float]]:
+    """A method's content ratios per bin (`long_play_report`), with each share kind (the player
+    drawn, the player held up by nothing) judged too, as the ratio of its rates with both floored
+    at `FLOOR`: a time that loses the player is as far off as one that loses the coins, and a
+    share the real game never shows (0) still counts when the world shows it."""
+    m = report["methods"][method]
+    shares = {kind: [max(w, FLOOR) / max(r, FLOOR) if np.isfinite(w) and np.isfinite(r) else float("nan")
+                     for w, r in zip(m["rate"][kind], report["real"][kind])] for kind in report["shares"]}
+    return {**m["ratio"], **shares}
+
+
 def tune_mid_time(world: World, candidates: list[float], streams: int, frames: int, used_seeds: set[int] = frozenset(),
                   relabel: Callable[[np.ndarray], np.ndarray] | None = None,
                   log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
@@ -49,8 +60,8 @@ def tune_mid_time(world: World, candidates: list[float], streams: int, frames: i
     seeds = held_out_seeds(streams * 8, set(used_seeds), start=VALIDATION_START)
     methods = [Method(f"t={t:g}", world.net, world.spec.play_sampler(2, t)) for t in candidates]
     report = long_play_report(world, methods, seeds, streams, frames, log=log, relabel=relabel, judge_rewards=False)
-    rows = [{"mid_time": t, "deviation": content_deviation(report["methods"][m.name]["ratio"], report["bins"]),
-             "ratio": report["methods"][m.name]["ratio"]} for t, m in zip(candidates, methods)]
+    ratios = [judged_ratios(report, m.name) for m in methods]
+    rows = [{"mid_time": t, "deviation": content_deviation(r, report["bins"]), "ratio": r} for t, r in zip(candidates, ratios)]
     best = min(rows, key=lambda row: row["deviation"])
     return {"mid_time": best["mid_time"], "candidates": rows, "bins": report["bins"], "streams": streams,
             "frames": frames, "first_seed": seeds[0]}
