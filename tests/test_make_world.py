@@ -75,8 +75,8 @@ def test_the_plan_sizes_every_stage_and_says_how_long(capsys, tmp_path):
     assert "explore play" in printed and "estimated total" in printed and not (tmp_path / "p").exists()
     small = make_plan("worldgen/Platformer-v0", tmp_path, "small")
     assert 1.5 * 3600 < small.seconds < 3 * 3600  # the budget: three hours of CPU on this machine
-    assert [name for name, _, _ in small.steps] == ["collect", "ae", "ae_decoder", "teacher", "scd", "teacher_own", "scd_own", "tune",
-                                                    "reward", "pack", "eval", "bench"]
+    assert [name for name, _, _ in small.steps] == ["collect", "ae", "ae_decoder", "teacher", "scd", "teacher_own", "scd_own",
+                                                    "tune", "reward", "pack", "eval", "bench"]
     assert make_plan("MountainCar-v0", tmp_path, "tiny").policy == "random"
     assert set(PRESETS) == {"tiny", "small", "base"}
 
@@ -161,8 +161,8 @@ def test_bad_video_requests_say_what_was_wrong(tmp_path):
         make_plan(None, tmp_path, "tiny")
     plan = make_plan(None, tmp_path, "small", video=[tmp_path])
     assert plan.steps[0][1].startswith("1 clip ->")
-    assert [name for name, _, _ in plan.steps] == ["video", "ae", "ae_decoder", "lam", "label", "teacher", "scd", "teacher_own", "scd_own",
-                                                   "pack", "bench"]
+    assert [name for name, _, _ in plan.steps] == ["video", "ae", "ae_decoder", "lam", "label", "teacher", "scd", "teacher_own",
+                                                   "scd_own", "pack", "bench"]
     ruled = make_plan("worldgen/Platformer-v0", tmp_path, "small", video=[tmp_path])
     assert [name for name, _, _ in ruled.steps][-5:] == ["tune", "reward", "pack", "eval", "bench"]
     unruled = make_plan("MountainCar-v0", tmp_path, "small", video=[tmp_path])  # judged on the game, no rewards read off frames

@@ -101,7 +101,8 @@ def _stages(ae: int, decoder: int, teacher: int, scd: int, own_teacher: int, own
     )
 
 
-CPU_SMALL = {"ae": 0.8, "ae_decoder": 0.45, "teacher": 0.7, "scd": 1.0, "teacher_own": 1.6, "scd_own": 2.5, "reward": 0.3, "judged_frame": 0.03}
+CPU_SMALL = {"ae": 0.8, "ae_decoder": 0.45, "teacher": 0.7, "scd": 1.0, "teacher_own": 1.6, "scd_own": 2.5, "reward": 0.3,
+             "judged_frame": 0.03}
 """Seconds per step of the small preset on the 2-core CPU (the Platformer's runs)."""
 
 PRESETS: dict[str, MakeWorldPreset] = {
@@ -113,8 +114,8 @@ PRESETS: dict[str, MakeWorldPreset] = {
         (1, 16), 2, (1.1, 1.2, 1.3, 1.4, 1.5), tune_seconds=600.0, eval_seconds=1200.0),
     "base": MakeWorldPreset(
         "base", 400, _stages(5000, 2000, 60000, 4000, 4000, 2000, 4000, (512, 512),
-                             {"ae": 0.1, "ae_decoder": 0.05, "teacher": 0.1, "scd": 0.2, "teacher_own": 0.3, "scd_own": 0.4, "reward": 0.05,
-                              "judged_frame": 0.002}),
+                             {"ae": 0.1, "ae_decoder": 0.05, "teacher": 0.1, "scd": 0.2, "teacher_own": 0.3, "scd_own": 0.4,
+                              "reward": 0.05, "judged_frame": 0.002}),
         16, (1, 8, 32, 128), 1000, 16, (1, 16, 64, 256), 0, (1.0, 1.1, 1.2, 1.3, 1.35, 1.4, 1.5), tune_seconds=600.0, lam_steps=10000, lam_seconds_per_step=0.05, eval_seconds=900.0),
 }
 
@@ -152,7 +153,8 @@ class Plan:
         for s in p.stages:
             if self.video and s.kind == "reward" and not judged:
                 continue  # clips carry no rewards, and no rules read them off the frames: a world that pays nothing
-            self.steps.append((s.name, f"train {s.kind}, {s.steps} steps" + (f": {s.note}" if s.note else ""), s.steps * s.seconds_per_step + s.extra_seconds * judged))
+            what = f"train {s.kind}, {s.steps} steps" + (f": {s.note}" if s.note else "")
+            self.steps.append((s.name, what, s.steps * s.seconds_per_step + s.extra_seconds * judged))
             if self.video and s.name == "ae_decoder":
                 steered = f", steered by the labelled episodes in {self.labels}" if self.labels else ""
                 self.steps += [("lam", f"train lam, {self.codes} codes, {p.lam_steps} steps{steered}", p.lam_steps * p.lam_seconds_per_step),
