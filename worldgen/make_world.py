@@ -77,7 +77,7 @@ def _stages(ae: int, decoder: int, teacher: int, scd: int, own_teacher: int, own
     """The stage list: the same recipe at every size; `judged`: (rollouts, frames) of the reward head's pool.
 
     `ae_decoder` fine-tunes the decoder alone with each pixel's loss weighted by its colour's
-    rarity: a plain loss smooths away sprites a few pixels wide (Freeway's chicken: kept in 45% of
+    rarity: a plain loss smooths away sprites a few pixels wide (Freeway's chicken: kept in 56% of
     decoded frames, 98% after), and a frozen encoder leaves the latents as they were. Every later
     stage encodes and decodes with it."""
     own = ("own.share=0.5", "own.unroll_start=2", f"own.curriculum_steps={max(1, own_teacher * 3 // 8)}")
