@@ -310,3 +310,22 @@ def test_windows_work_in_dataloader_workers(tagged_data):
     loader = torch.utils.data.DataLoader(windows, batch_size=16, shuffle=True, num_workers=2)
     batch = next(iter(loader))
     assert batch["context"].shape == (16, 2, 8, 8, 3) and batch["actions"].shape == (16, 2)
+
+
+def test_the_latent_cache_is_keyed_by_the_encoder_alone(tiny_world_runs, tmp_path):
+    """A decoder fine-tuned on its own makes the same latents; the cache must not be rebuilt."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from models.export import WEIGHTS, read_tensors
+    from worldgen.data.latents import autoencoder_key
+
+    source = tiny_world_runs / "ae" / "export"
+    tensors = read_tensors(source / WEIGHTS)
+    decoder = next(k for k in tensors if k.startswith("decoder."))
+    encoder = next(k for k in tensors if k.startswith("encoder."))
+    for name, same in ((decoder, True), (encoder, False)):
+        changed = shutil.copytree(source, tmp_path / name)
+        save_file({**tensors, name: tensors[name] + 0.01}, str(changed / WEIGHTS))
+        assert (autoencoder_key(changed) == autoencoder_key(source)) is same, name

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.export import WEIGHTS
+from models.export import WEIGHTS, read_tensors
 from worldgen.atomic import atomic_folder
 from worldgen.data.dataset import EpisodeDataset
 from worldgen.frames import to_model
@@ -44,8 +44,14 @@ class LatentStore:
 
 
 def autoencoder_key(ae_folder: Path) -> str:
-    digest = hashlib.sha256((Path(ae_folder) / WEIGHTS).read_bytes()).hexdigest()
-    return digest[:16]
+    """A digest of what makes the latents: the encoder and the latent scale, not the decoder, so
+    an autoencoder whose decoder alone was fine-tuned (make-world's `ae_decoder`) shares the cache."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(read_tensors(Path(ae_folder) / WEIGHTS).items()):
+        if not name.startswith("decoder."):
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @torch.no_grad()
