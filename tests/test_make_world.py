@@ -167,3 +167,27 @@ def test_bad_video_requests_say_what_was_wrong(tmp_path):
     assert [name for name, _, _ in ruled.steps][-5:] == ["tune", "reward", "pack", "eval", "bench"]
     unruled = make_plan("MountainCar-v0", tmp_path, "small", video=[tmp_path])  # judged on the game, no rewards read off frames
     assert [name for name, _, _ in unruled.steps][-5:] == ["scd_own", "tune", "pack", "eval", "bench"]
+
+
+def test_a_stage_older_than_an_earlier_one_is_redone_and_its_output_kept(tmp_path):
+    """A rerun after an earlier stage changed (a longer teacher, more episodes) must not pack the
+    stages that learnt from the old one."""
+    import os
+
+    from worldgen.make_world import _newer_upstream, _set_aside
+
+    plan = make_plan("MountainCar-v0", tmp_path, "tiny", episodes=3)
+    names = [name for name, _, _ in plan.steps]
+    for t, name in enumerate(names[: names.index("tune")]):  # every stage up to tune finished, in order
+        mark = tmp_path / ("data/manifest.json" if name == "collect" else f"runs/{name}/export/config.json")
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text("{}")
+        os.utime(mark, (1000.0 + t, 1000.0 + t))
+    assert [_newer_upstream(plan, i) for i in range(len(names))] == [None] * len(names)
+
+    os.utime(tmp_path / "runs" / "teacher" / "export" / "config.json", (2000.0, 2000.0))  # the teacher trained on
+    stale = {names[i]: _newer_upstream(plan, i) for i in range(len(names))}
+    assert stale == {n: "teacher" if n in ("scd", "teacher_own", "scd_own") else None for n in names}
+    assert _set_aside(plan, "scd") == tmp_path / "runs" / "scd.previous"
+    assert (tmp_path / "runs" / "scd.previous" / "export" / "config.json").exists() and not (tmp_path / "runs" / "scd").exists()
+    assert _newer_upstream(plan, names.index("scd")) is None  # gone: trained afresh, not resumed

@@ -19,6 +19,8 @@ clips' own opening frames and pays nothing.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +244,9 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
     for i, (name, what, seconds) in enumerate(plan.steps):
         head = f"[{i + 1}/{total}] {name}"
         start = time.monotonic()
+        newer = _newer_upstream(plan, i)
+        if newer is not None:
+            log(f"{head}: {newer} finished after it; redone (the old one kept as {_set_aside(plan, name).name})")
         if name == "video":
             if (out / "video" / "manifest.json").exists():
                 log(f"{head}: done")
@@ -298,6 +303,51 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
     return world
 
 
+def _output(plan: Plan, name: str) -> Path:
+    """What a stage leaves behind: it is done once this exists."""
+    out = plan.out
+    named = {"video": out / "video", "collect": out / "data", "label": out / "data", "tune": out / "tune.json",
+             "pack": out / "world", "eval": out / "eval", "bench": out / "bench.json"}
+    return named.get(name, out / "runs" / name)
+
+
+def _finished_at(plan: Plan, name: str) -> float | None:
+    """When a stage last finished or saved progress (None: it never ran). A training run counts
+    its newest checkpoint, so a half-run stage is judged too."""
+    from worldgen.checkpoint import list_states
+
+    output = _output(plan, name)
+    marks = {"video": output / "manifest.json", "collect": output / "manifest.json", "label": output / "manifest.json",
+             "pack": output / "world.json", "eval": output / "report.json"}
+    if name in marks or output.suffix == ".json":
+        mark = marks.get(name, output)
+        return mark.stat().st_mtime if mark.exists() else None
+    times = [p.stat().st_mtime for p in (*list_states(output)[-1:], output / "export" / "config.json") if p.exists()]
+    return max(times) if times else None
+
+
+def _newer_upstream(plan: Plan, index: int) -> str | None:
+    """The earlier stage that finished after stage `index` did (more episodes, a longer teacher):
+    the stage was made from what is gone and must be redone. None: it is up to date, or never ran."""
+    own = _finished_at(plan, plan.steps[index][0])
+    if own is None:
+        return None
+    earlier = [(t, name) for name, _, _ in plan.steps[:index] if (t := _finished_at(plan, name)) is not None]
+    newest = max(earlier, default=None)
+    return newest[1] if newest is not None and newest[0] > own else None
+
+
+def _set_aside(plan: Plan, name: str) -> Path:
+    """Move a stale stage's output to `<name>.previous` (replacing an older one), so that the
+    stage starts afresh and the user can still compare with what it made before."""
+    output = _output(plan, name)
+    previous = output.with_name(f"{output.stem}.previous{output.suffix}")
+    if previous.is_dir():
+        shutil.rmtree(previous)
+    os.replace(output, previous)
+    return previous
+
+
 def _collect(plan: Plan, data: Path, episodes: int) -> None:
     """Collect, or top up after an interruption: a top-up plays from the next seed no run into
     `data` has used yet, for the env and the policy alike, so it adds new episodes rather than
@@ -336,8 +386,6 @@ def _label(plan: Plan, video: Path, runs: Path, data: Path) -> None:
     """The clips with the codes as their actions; the frames' latents are the same, so the
     labelled copy shares the clips' latent cache (hard links) instead of encoding them again.
     The links come first: the labelled manifest, written last, marks the stage done."""
-    import os
-
     from worldgen.lam import label_dataset, map_codes_to_actions
 
     if plan.labels:  # names first: the labelled copy takes its action names from the model's
