@@ -307,6 +307,29 @@ def test_freeway_counts_one_car_per_lane_and_follows_the_chicken_up():
     assert all(len(v) == 0 for v in kit.detect(road).values())
 
 
+def test_freeways_explorer_crosses_the_road_that_uniform_play_leaves_half_seen():
+    """make-world's default player for Freeway: data with the whole road and its rewards in it."""
+    from worldgen.data.policies import RandomRepeatPolicy
+    from worldgen.data.sources import make_source_env
+    from worldgen.make_world import default_policy
+
+    assert default_policy("ALE/Freeway-v5") == "explore" and default_policy("ALE/Boxing-v5") == "random"
+    kit = kit_for("ALE/Freeway-v5")
+    results = {}
+    for name, policy in (("explore", kit.policy(0)), ("uniform", RandomRepeatPolicy(3, seed=0))):
+        env = make_source_env("ALE/Freeway-v5", 64)
+        frame, _ = env.reset(seed=0)
+        crossings, heights = 0.0, []
+        for t in range(1000):
+            frame, reward, *_ = env.step(int(policy.act(frame[None], [{}], np.array([t == 0]))[0]))
+            crossings += reward
+            heights += [y for _, y in kit.detect(frame)["chicken"]]
+        env.close()
+        results[name] = (crossings, np.mean(np.array(heights) < 32))  # share of frames in the upper half
+    assert results["explore"][0] >= 3 > results["uniform"][0], results
+    assert results["explore"][1] > 0.3 > results["uniform"][1], results
+
+
 def test_colour_histograms_intersect_by_amount_not_by_place():
     red, blue = np.zeros((4, 8, 8, 3), np.uint8), np.zeros((4, 8, 8, 3), np.uint8)
     red[..., 0], blue[..., 2] = 255, 255

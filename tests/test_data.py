@@ -329,3 +329,12 @@ def test_the_latent_cache_is_keyed_by_the_encoder_alone(tiny_world_runs, tmp_pat
         changed = shutil.copytree(source, tmp_path / name)
         save_file({**tensors, name: tensors[name] + 0.01}, str(changed / WEIGHTS))
         assert (autoencoder_key(changed) == autoencoder_key(source)) is same, name
+
+
+def test_random_play_leans_by_its_odds_and_refuses_odds_that_are_not():
+    starts = np.zeros(4000, dtype=bool)
+    actions = RandomRepeatPolicy(3, max_repeat=1, seed=0, weights=(1, 3, 0)).act(np.zeros((4000, 1)), [{}] * 4000, starts)
+    assert np.bincount(actions, minlength=3)[2] == 0 and 0.72 < np.mean(actions == 1) < 0.78
+    for bad in ((1, 2), (1, -1, 1), (0, 0, 0)):
+        with pytest.raises(ValueError, match="weights must be 3 non-negative odds"):
+            RandomRepeatPolicy(3, weights=bad)

@@ -79,3 +79,17 @@ def test_preview_actions_demo_draws_a_row_per_action(tiny_world, tmp_path):
     height, width, _ = np.asarray(Image.open(out)).shape
     actions = len(read_spec(tiny_world).action_meanings)
     assert height > actions * 64 * 2 and width > (PREVIEW_STEPS + 1) * 64 * 2  # every action, every frame, at scale 2
+
+
+def test_hold_key_demo_counts_sprites_in_the_world_and_the_real_game(tiny_world):
+    from worldgen.world import World
+
+    key = World(tiny_world).action_meanings[1]
+    command = [sys.executable, str(ROOT / "demos/hold_key.py"), "--world", str(tiny_world), "--seeds", "1", "--steps", "3",
+               "--starts", "3,6"]
+    result = subprocess.run([*command, "--key", key], check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True)
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith(f"| {key} |")]
+    assert rows and any(kind.strip() == "player" and real.strip() == "100%" for _, kind, _, real in rows), result.stdout
+    wrong = subprocess.run([*command, "--key", "FLY"], cwd=ROOT, capture_output=True, text=True)
+    assert wrong.returncode != 0 and "unknown key ['FLY']; this world's actions are" in wrong.stderr
