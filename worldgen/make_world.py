@@ -304,7 +304,7 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
 
 
 def _output(plan: Plan, name: str) -> Path:
-    """What a stage leaves behind: it is done once this exists."""
+    """What a stage leaves behind, and what a redo of the stage sets aside."""
     out = plan.out
     named = {"video": out / "video", "collect": out / "data", "label": out / "data", "tune": out / "tune.json",
              "pack": out / "world", "eval": out / "eval", "bench": out / "bench.json"}
