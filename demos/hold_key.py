@@ -68,9 +68,9 @@ def main() -> None:
                             seed=seed)
                 generated = np.stack([world.step([a]).frames[0] for a in held])
                 for name, frames in (("world", generated), ("real", real[start + 1 :])):
-                    for kind in kit.detect(frames[0]).keys():
-                        share = np.mean([len(kit.detect(f)[kind]) > 0 for f in frames])
-                        drawn.setdefault((key, kind, name), []).append(float(share))
+                    found = [kit.detect(f) for f in frames]  # each frame once, every kind from it
+                    for kind in found[0]:
+                        drawn.setdefault((key, kind, name), []).append(float(np.mean([len(f[kind]) > 0 for f in found])))
     print(f"| key held {args.steps} steps | sprite | drawn in the world | drawn in the real game |")
     print("|---|---|---|---|")
     for key in args.key:
