@@ -10,13 +10,14 @@ colour with something else are looked for only inside their own area.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import Callable
 
 import numpy as np
 
 from worldgen.data.policies import RandomRepeatPolicy
-from worldgen.kit import ContentKit, Detector, GameKit, colour_content, nearest_colours, register_kit
+from worldgen.kit import ContentKit, Detector, EventRules, GameKit, colour_content, nearest_colours, register_kit
 
 MAX_COLOUR_DISTANCE = 60.0
 """A pixel further than this (RGB) from every palette colour is a blend and belongs to no sprite."""
@@ -148,10 +149,46 @@ def sprite_content(game: AtariGame) -> ContentKit:
     return ContentKit(measure=measure, shares=tuple(f"{kind} drawn" for kind in single))
 
 
+FREEWAY_TOP_ROW, FREEWAY_START_ROW = 16.0, 40.0
+"""A crossing: the chicken last seen above the top row (it is at 6-10 the step before the
+game pays), then drawn below the start row: the game puts it back at row 58, and a car knocks
+it back one lane, about 5 rows."""
+
+
+def freeway_events() -> EventRules:
+    """Freeway's rules read from frames: +1 a crossing, and no termination (an episode ends on
+    the clock, a truncation). On the explorer's 100 collected episodes they find every paid
+    crossing (1,004) at its own step, and no other."""
+    game = GAMES["ALE/Freeway-v5"]
+    detect = sprite_detector(replace(game, sprites={"chicken": game.sprites["chicken"]}))
+
+    def events(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 2:
+            raise ValueError(f"Freeway's event rules expect frames (T + 1, H, W, 3) with T >= 1, got shape {frames.shape}")
+        scale = frames.shape[1] / 64
+        rows = np.array([c[0, 1] / scale if len(c := detect(f)["chicken"]) else np.nan for f in frames])
+        seen = np.flatnonzero(~np.isnan(rows))
+        last_seen = np.full(len(rows), np.nan)
+        if len(seen):  # each frame's chicken, or the one drawn last before it
+            at = np.maximum.accumulate(np.where(~np.isnan(rows), np.arange(len(rows)), -1))
+            last_seen[at >= 0] = rows[at[at >= 0]]
+        crossed = (last_seen[:-1] < FREEWAY_TOP_ROW) & (rows[1:] > FREEWAY_START_ROW)
+        return crossed.astype(np.float32), np.zeros(len(frames) - 1, dtype=bool)
+
+    return events
+
+
+EVENTS: dict[str, Callable[[], EventRules]] = {"ALE/Freeway-v5": freeway_events}
+"""Games whose rewards can be read from their frames (for the reward head on a world's own frames)."""
+
+
 def _explorer(odds: tuple[float, ...], seed: int | None) -> RandomRepeatPolicy:
     return RandomRepeatPolicy(len(odds), seed=seed, weights=odds)
 
 
 for env_id, game in GAMES.items():
     explorer = None if game.explore_odds is None else partial(_explorer, game.explore_odds)
-    register_kit(env_id, GameKit(policy=explorer, detect=sprite_detector(game), content=sprite_content(game), palette=game.palette))
+    events = EVENTS[env_id]() if env_id in EVENTS else None
+    register_kit(env_id, GameKit(policy=explorer, detect=sprite_detector(game), content=sprite_content(game), events=events,
+                                 palette=game.palette))

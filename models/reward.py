@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -19,6 +20,29 @@ class RewardConfig:
     num_actions: int = 6
     channels: int = 64
     blocks: int = 2
+    values: tuple[float, ...] = ()
+    """The rewards the game paid in the training data. The world pays the one nearest the head's
+    regressed output, so it never pays what the game does not: a regression alone pays small
+    rewards between them, which agents learn to chase or flee. Empty: a game with too many
+    distinct rewards (`MAX_REWARD_VALUES`), paid as regressed."""
+
+
+MAX_REWARD_VALUES = 32
+"""Above this many distinct rewards in the data, a game's rewards are taken as continuous."""
+
+
+def reward_values(rewards: np.ndarray) -> tuple[float, ...]:
+    """The distinct rewards in `rewards`, ascending, or () if there are more than `MAX_REWARD_VALUES`."""
+    values = np.unique(np.asarray(rewards, dtype=np.float32))
+    return tuple(float(v) for v in values) if len(values) <= MAX_REWARD_VALUES else ()
+
+
+def snap_rewards(reward: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor:
+    """Each reward replaced by the nearest of `values` (none: unchanged)."""
+    if not values:
+        return reward
+    table = torch.tensor(values, dtype=reward.dtype, device=reward.device)
+    return table[(reward.unsqueeze(-1) - table).abs().argmin(-1)]
 
 
 REWARD_PRESETS: dict[str, RewardConfig] = {

@@ -330,6 +330,25 @@ def test_freeways_explorer_crosses_the_road_that_uniform_play_leaves_half_seen()
     assert results["explore"][1] > 0.3 > results["uniform"][1], results
 
 
+def test_freeways_rules_read_each_paid_crossing_off_the_frames():
+    """The truth for a Freeway world's reward head on frames the game never drew."""
+    from worldgen.data.sources import make_source_env
+
+    kit = kit_for("ALE/Freeway-v5")
+    policy, env = kit.policy(0), make_source_env("ALE/Freeway-v5", 64)
+    frames, rewards = [env.reset(seed=0)[0]], []
+    for t in range(1000):
+        frame, reward, *_ = env.step(int(policy.act(frames[-1][None], [{}], np.array([t == 0]))[0]))
+        frames.append(frame)
+        rewards.append(reward)
+    env.close()
+    read, ended = kit.events(np.stack(frames))
+    assert sum(rewards) >= 3 and np.array_equal(read, np.array(rewards, dtype=np.float32))
+    assert read.shape == ended.shape == (1000,) and not ended.any()  # the clock ends Freeway: a truncation
+    with pytest.raises(ValueError, match=r"frames \(T \+ 1, H, W, 3\)"):
+        kit.events(np.stack(frames)[0])
+
+
 def test_colour_histograms_intersect_by_amount_not_by_place():
     red, blue = np.zeros((4, 8, 8, 3), np.uint8), np.zeros((4, 8, 8, 3), np.uint8)
     red[..., 0], blue[..., 2] = 255, 255

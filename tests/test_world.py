@@ -29,6 +29,30 @@ def test_steps_a_batch_in_one_call_with_rewards_and_terminations(tiny_world):
     assert world.steps.tolist() == [1, 1, 1]
 
 
+def test_a_world_pays_only_the_rewards_its_game_paid_in_the_data(trained_tiny_world, tiny_dataset):
+    import json
+
+    rewards = np.concatenate([np.load(f)["rewards"] for f in sorted(Path(tiny_dataset).glob("ep-*.npz"))])
+    values = json.loads((trained_tiny_world / "reward" / "config.json").read_text())["model"]["values"]
+    assert values == sorted(set(rewards.tolist())) and len(values) > 1
+    world, rng = World(trained_tiny_world, batch_size=8), np.random.default_rng(0)
+    world.reset(seed=0)
+    paid = np.concatenate([world.step(rng.integers(6, size=8)).rewards for _ in range(6)])
+    assert set(paid.tolist()) <= set(values)
+
+
+def test_a_regressed_reward_snaps_to_the_nearest_paid_value_unless_rewards_are_continuous():
+    import torch
+
+    from models.reward import MAX_REWARD_VALUES, reward_values, snap_rewards
+
+    regressed = torch.tensor([0.4, 0.6, -0.7, 6.0, 100.0, -0.016])
+    assert snap_rewards(regressed, (-1.0, 0.0, 1.0, 10.0)).tolist() == [0.0, 1.0, -1.0, 10.0, 10.0, 0.0]
+    assert torch.equal(snap_rewards(regressed, ()), regressed)
+    assert reward_values(np.array([1, 0, 0, -1, 10], dtype=np.float32)) == (-1.0, 0.0, 1.0, 10.0)
+    assert reward_values(np.linspace(-1, 1, MAX_REWARD_VALUES + 1)) == ()
+
+
 def test_deterministic_under_a_seed_and_rewinds_through_snapshots(tiny_world):
     world = World(tiny_world, batch_size=2)
     runs = []

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.reward import snap_rewards
 from worldgen import scm
 from worldgen.scm import SIGMA_D
 
@@ -112,6 +113,7 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_reward(head: nn.Module, context: torch.Tensor, actions: torch.Tensor, next_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reward (B,) and termination (B,) bool of a step, from latents in sigma_d units."""
+    """Reward (B,), one the game pays (`RewardConfig.values`), and termination (B,) bool of a
+    step, from latents in sigma_d units."""
     reward, logit = head(context, actions, next_latent)
-    return symexp(reward.float()), logit.float() > 0
+    return snap_rewards(symexp(reward.float()), head.cfg.values), logit.float() > 0

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.reward import REWARD_PRESETS, RewardConfig, RewardHead
+from models.reward import REWARD_PRESETS, RewardConfig, RewardHead, reward_values
 from worldgen.checkpoint import save_weights
 from worldgen.codec import LatentCodec
 from worldgen.data.windows import WindowDataset
@@ -69,6 +69,8 @@ class RewardStage:
                              "(`worldgen data label --rules ENV_ID`) or pack the world without a reward head (`worldgen pack --reward ''`)")
         cfg.model.num_actions = len(self.data.train.episodes.action_meanings)
         cfg.model.latent_channels = self.data.train.latents.latent_shape[0]
+        cfg.model.values = reward_values(np.concatenate([s.rewards for part in (self.data.train, self.data.val)
+                                                         for s in part.episodes.shards]))
         self.head = RewardHead(cfg.model)
         self.events = torch.from_numpy(event_windows(self.data.train))
         val_events = event_windows(self.data.val)
