@@ -247,10 +247,10 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
         newer = _newer_upstream(plan, i)
         if newer is not None:
             log(f"{head}: {newer} finished after it; redone (the old one kept as {_set_aside(plan, name).name})")
+        if name in ONE_SHOT and _finished_at(plan, name) is not None:
+            log(f"{head}: done")
+            continue
         if name == "video":
-            if (out / "video" / "manifest.json").exists():
-                log(f"{head}: done")
-                continue
             _import_video(plan, out / "video")
         elif name == "lam":
             if _train_done(runs / "lam", p.lam_steps):
@@ -259,9 +259,6 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
             log(f"{head}: {what} (~{_duration(seconds)})")
             _train_lam(plan, out / "video", runs)
         elif name == "label":
-            if (data / "manifest.json").exists():
-                log(f"{head}: done")
-                continue
             _label(plan, out / "video", runs, data)
         elif name == "collect":
             have = len(EpisodeDataset(data)) if (data / "manifest.json").exists() else 0
@@ -278,29 +275,21 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> Path:
             log(f"{head}: {what} (~{_duration(seconds)})")
             _train(spec, plan, out / "video" if plan.video and spec.kind == "ae" else data, runs)
         elif name == "pack":
-            if (world / "world.json").exists():
-                log(f"{head}: done")
-                continue
             _pack(plan, data, runs, world)
         elif name == "tune":
-            if (out / "tune.json").exists():
-                log(f"{head}: done")
-                continue
             log(f"{head}: {what} (~{_duration(seconds)})")
             _tune(plan, data, runs, out / "tune.json", log)
         elif name == "eval":
-            if (out / "eval" / "report.json").exists():
-                log(f"{head}: done")
-                continue
             log(f"{head}: {what} (~{_duration(seconds)})")
             _evaluate(plan, data, world, out / "eval", log, runs / "lam" / "export" if plan.video else None)
         elif name == "bench":
-            if (out / "bench.json").exists():
-                log(f"{head}: done")
-                continue
             _bench(p, world, out / "bench.json")
         log(f"{head}: finished in {_duration(time.monotonic() - start)}")
     return world
+
+
+ONE_SHOT = frozenset({"video", "label", "tune", "pack", "eval", "bench"})
+"""Stages done once their output's mark exists (`_finished_at`); the others resume or top up."""
 
 
 def _output(plan: Plan, name: str) -> Path:
