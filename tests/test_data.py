@@ -331,6 +331,36 @@ def test_the_latent_cache_is_keyed_by_the_encoder_alone(tiny_world_runs, tmp_pat
         assert (autoencoder_key(changed) == autoencoder_key(source)) is same, name
 
 
+def test_an_interrupted_latent_cache_goes_on_from_the_first_episode_not_encoded(tiny_world_runs, tiny_dataset, tmp_path):
+    import shutil
+
+    from models.export import load_export
+    from worldgen.data.latents import encode_dataset
+
+    data = shutil.copytree(tiny_dataset, tmp_path / "data", ignore=shutil.ignore_patterns("latents"))
+    folder = tiny_world_runs / "ae" / "export"
+    ae = load_export(folder, "autoencoder")[0]
+    whole = encode_dataset(ae, folder, tiny_dataset, batch_size=100_000, progress=False)
+    encode, calls, stop_at = ae.encode, [], [4]  # a probe frame, then one batch per episode: stopped in the third
+
+    def stopped_at_the_third(x):
+        calls.append(len(x))
+        if len(calls) in stop_at:
+            raise RuntimeError("stopped")
+        return encode(x)
+
+    ae.encode = stopped_at_the_third
+    with pytest.raises(RuntimeError, match="stopped"):
+        encode_dataset(ae, folder, data, batch_size=100_000, progress=False)
+    assert not list((data / "latents").glob("*/index.json"))  # no half-built cache is ever read
+    calls.clear()
+    stop_at.clear()
+    store = encode_dataset(ae, folder, data, batch_size=100_000, progress=False)
+    assert len(calls) == 1 + 4  # the probe, then episodes 3-6 only
+    assert np.array_equal(store.array, whole.array) and store.offsets == whole.offsets
+    assert [p.name for p in (data / "latents").iterdir() if not p.name.endswith(".lock")] == [store.folder.name]
+
+
 def test_random_play_leans_by_its_odds_and_refuses_odds_that_are_not():
     starts = np.zeros(4000, dtype=bool)
     actions = RandomRepeatPolicy(3, max_repeat=1, seed=0, weights=(1, 3, 0)).act(np.zeros((4000, 1)), [{}] * 4000, starts)

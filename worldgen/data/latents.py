@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from models.export import WEIGHTS, read_tensors
-from worldgen.atomic import atomic_folder
+from worldgen.atomic import write_json
 from worldgen.data.dataset import EpisodeDataset
 from worldgen.frames import to_model
 
@@ -57,7 +59,8 @@ def autoencoder_key(ae_folder: Path) -> str:
 @torch.no_grad()
 def encode_dataset(ae: torch.nn.Module, ae_folder: Path, data: Path, batch_size: int = 256, progress: bool = True) -> LatentStore:
     """The latent store of `data` under autoencoder `ae` (exported in `ae_folder`), built if
-    missing or stale; written to a temporary folder and renamed into place."""
+    missing or stale; built beside it and renamed into place, and an interrupted build goes on
+    where it stopped."""
     episodes = EpisodeDataset(data)
     target = Path(data) / "latents" / autoencoder_key(ae_folder)
     wanted = [(f, s.num_frames) for f, s in zip(episodes.files, episodes.shards)]
@@ -83,19 +86,39 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 def _encode(ae: torch.nn.Module, ae_folder: Path, episodes: EpisodeDataset, wanted: list[tuple[str, int]], target: Path,
             batch_size: int, progress: bool) -> None:
+    """Encode into `.<key>.partial` beside `target`, an episode at a time, noting each episode
+    done; renamed into place at the end. An interrupted run (a make-world stopped during the
+    20 minutes Freeway's cache takes) goes on from the first episode not done."""
     device = next(ae.parameters()).device
     sample = ae.encode(to_model(episodes.shards[0].frames()[:1], device))
     total = sum(n for _, n in wanted)
-    with atomic_folder(target) as tmp:
-        array = np.lib.format.open_memmap(tmp / "latents.npy", mode="w+", dtype=np.float16, shape=(total, *sample.shape[1:]))
-        offset, rows = 0, []
-        for (name, n), shard in tqdm(list(zip(wanted, episodes.shards)), desc="encode latents", disable=not progress):
-            frames = shard.frames()
-            for i in range(0, n, batch_size):
-                z = ae.encode(to_model(frames[i : i + batch_size], device))
-                array[offset + i : offset + i + len(z)] = z.cpu().numpy().astype(np.float16)
-            rows.append((name, offset, n))
-            offset += n
+    shape = (total, *sample.shape[1:])
+    partial = target.with_name(f".{target.name}.partial")
+    layout = {"shards": [list(w) for w in wanted], "shape": list(shape)}
+    done = 0
+    if (partial / "layout.json").exists() and json.loads((partial / "layout.json").read_text()) == layout:
+        done = json.loads((partial / "done.json").read_text())["episodes"] if (partial / "done.json").exists() else 0
+        array = np.load(partial / "latents.npy", mmap_mode="r+")
+    else:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        array = np.lib.format.open_memmap(partial / "latents.npy", mode="w+", dtype=np.float16, shape=shape)
+        write_json(partial / "layout.json", layout)
+    offsets = np.concatenate([[0], np.cumsum([n for _, n in wanted])])
+    todo = list(zip(wanted, episodes.shards, offsets))[done:]
+    for k, ((_, n), shard, offset) in enumerate(tqdm(todo, desc="encode latents", disable=not progress, initial=done,
+                                                     total=len(wanted)), start=done):
+        frames = shard.frames()
+        for i in range(0, n, batch_size):
+            z = ae.encode(to_model(frames[i : i + batch_size], device))
+            array[offset + i : offset + i + len(z)] = z.cpu().numpy().astype(np.float16)
         array.flush()
-        del array
-        (tmp / "index.json").write_text(json.dumps({"shards": rows, "autoencoder": str(ae_folder)}))
+        write_json(partial / "done.json", {"episodes": k + 1})
+    del array
+    write_json(partial / "index.json", {"shards": [(name, int(o), n) for (name, n), o in zip(wanted, offsets)],
+                                        "autoencoder": str(ae_folder)})
+    (partial / "done.json").unlink()
+    (partial / "layout.json").unlink()
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(partial, target)
