@@ -145,6 +145,7 @@ def test_the_shipped_platformer_world_is_the_default_and_follows_the_real_game()
     world = World()  # models/pretrained/platformer
     assert world.folder == PRETRAINED / "platformer" and world.sampling_steps == 2
     assert (world.folder / "README.md").exists() and read_spec(world.folder).training_seeds
+    assert {-1.0, 0.0, 1.0, 10.0} <= set(world.reward_head.cfg.values)  # it pays a death, a coin, the flag, nothing
     for level in (1_000_001, 1_000_002):  # levels it never trained on
         env, policy = gym.make("worldgen/Platformer-v0"), ExplorerPolicy(seed=0)
         obs, info = env.reset(seed=level)
