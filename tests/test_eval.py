@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from envs.platformer import ExplorerPolicy, detect_objects, visible_objects
+from models.reward import RewardConfig
 from envs.platformer import palette as P
 from worldgen.data.dataset import EpisodeDataset
 from worldgen.eval import Method, Rollouts, evaluate, object_fidelity, open_loop
@@ -77,6 +78,8 @@ class _ZeroNet(torch.nn.Module):
 
 
 class _ZeroHead(torch.nn.Module):
+    cfg = RewardConfig()  # pays as regressed
+
     def forward(self, context, actions, next_latent):
         return torch.zeros(len(context)), torch.full((len(context),), 5.0)  # always "terminated"
 

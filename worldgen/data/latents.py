@@ -117,7 +117,7 @@ def _encode(ae: torch.nn.Module, ae_folder: Path, episodes: EpisodeDataset, want
     del array
     write_json(partial / "index.json", {"shards": [(name, int(o), n) for (name, n), o in zip(wanted, offsets)],
                                         "autoencoder": str(ae_folder)})
-    (partial / "done.json").unlink()
+    (partial / "done.json").unlink(missing_ok=True)
     (partial / "layout.json").unlink()
     if target.exists():
         shutil.rmtree(target)
