@@ -168,11 +168,9 @@ def freeway_events() -> EventRules:
             raise ValueError(f"Freeway's event rules expect frames (T + 1, H, W, 3) with T >= 1, got shape {frames.shape}")
         scale = frames.shape[1] / 64
         rows = np.array([c[0, 1] / scale if len(c := detect(f)["chicken"]) else np.nan for f in frames])
-        seen = np.flatnonzero(~np.isnan(rows))
-        last_seen = np.full(len(rows), np.nan)
-        if len(seen):  # each frame's chicken, or the one drawn last before it
-            at = np.maximum.accumulate(np.where(~np.isnan(rows), np.arange(len(rows)), -1))
-            last_seen[at >= 0] = rows[at[at >= 0]]
+        # each frame's chicken, or the one drawn last before it (NaN before the first)
+        at = np.maximum.accumulate(np.where(~np.isnan(rows), np.arange(len(rows)), -1))
+        last_seen = np.where(at >= 0, rows[np.maximum(at, 0)], np.nan)
         crossed = (last_seen[:-1] < FREEWAY_TOP_ROW) & (rows[1:] > FREEWAY_START_ROW)
         return crossed.astype(np.float32), np.zeros(len(frames) - 1, dtype=bool)
 

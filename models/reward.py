@@ -37,12 +37,11 @@ def reward_values(rewards: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in values) if len(values) <= MAX_REWARD_VALUES else ()
 
 
-def snap_rewards(reward: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor:
-    """Each reward replaced by the nearest of `values` (none: unchanged)."""
-    if not values:
+def snap_rewards(reward: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Each reward replaced by the nearest of `values` (1-D; empty: unchanged)."""
+    if not len(values):
         return reward
-    table = torch.tensor(values, dtype=reward.dtype, device=reward.device)
-    return table[(reward.unsqueeze(-1) - table).abs().argmin(-1)]
+    return values.to(reward.dtype)[(reward.unsqueeze(-1) - values).abs().argmin(-1)]
 
 
 REWARD_PRESETS: dict[str, RewardConfig] = {
@@ -69,6 +68,8 @@ class RewardHead(nn.Module):
         self.down = nn.Conv2d(c, c, 3, stride=2, padding=1)
         self.norm = group_norm(c)
         self.head = nn.Sequential(nn.Linear(2 * c, c), nn.SiLU(), nn.Linear(c, 2))
+        # built once, not per step; not in the weights, since the config holds it
+        self.register_buffer("values", torch.tensor(cfg.values, dtype=torch.float32), persistent=False)
 
     def forward(self, context: torch.Tensor, actions: torch.Tensor, next_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """context (B, K, C, h, w), actions (B, K), next_latent (B, C, h, w) -> reward (B,), termination logit (B,)."""
@@ -80,3 +81,7 @@ class RewardHead(nn.Module):
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)  # (B, 2c)
         reward, terminal = self.head(pooled).unbind(1)
         return reward, terminal
+
+    def pay(self, regressed: torch.Tensor) -> torch.Tensor:
+        """The rewards the game would pay for regressed ones: the nearest of `cfg.values`."""
+        return snap_rewards(regressed, self.values)

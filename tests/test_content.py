@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from envs.platformer import KIT, ExplorerPolicy, palette, platformer_content
-from models.reward import RewardConfig
 from worldgen.codec import LatentCodec
 from worldgen.content import content_report, format_content, record_streams, write_content
 from worldgen.eval import Method
@@ -190,7 +189,8 @@ class MarkerHead(nn.Module):
     """A reward head that pays 1 (and ends the episode) where the next frame's top-left pixel is
     marked, `late` steps after the mark: it reads the same pictures as the rules below."""
 
-    cfg = RewardConfig()  # pays as regressed
+    def pay(self, regressed):
+        return regressed  # as regressed: the tests read the head's own output
 
     def __init__(self, late: int = 0) -> None:
         super().__init__()

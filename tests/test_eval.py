@@ -5,7 +5,6 @@ import numpy as np
 import torch
 
 from envs.platformer import ExplorerPolicy, detect_objects, visible_objects
-from models.reward import RewardConfig
 from envs.platformer import palette as P
 from worldgen.data.dataset import EpisodeDataset
 from worldgen.eval import Method, Rollouts, evaluate, object_fidelity, open_loop
@@ -78,7 +77,8 @@ class _ZeroNet(torch.nn.Module):
 
 
 class _ZeroHead(torch.nn.Module):
-    cfg = RewardConfig()  # pays as regressed
+    def pay(self, regressed):
+        return regressed  # as regressed: the tests read the head's own output
 
     def forward(self, context, actions, next_latent):
         return torch.zeros(len(context)), torch.full((len(context),), 5.0)  # always "terminated"

@@ -47,8 +47,8 @@ def test_a_regressed_reward_snaps_to_the_nearest_paid_value_unless_rewards_are_c
     from models.reward import MAX_REWARD_VALUES, reward_values, snap_rewards
 
     regressed = torch.tensor([0.4, 0.6, -0.7, 6.0, 100.0, -0.016])
-    assert snap_rewards(regressed, (-1.0, 0.0, 1.0, 10.0)).tolist() == [0.0, 1.0, -1.0, 10.0, 10.0, 0.0]
-    assert torch.equal(snap_rewards(regressed, ()), regressed)
+    assert snap_rewards(regressed, torch.tensor([-1.0, 0.0, 1.0, 10.0])).tolist() == [0.0, 1.0, -1.0, 10.0, 10.0, 0.0]
+    assert torch.equal(snap_rewards(regressed, torch.zeros(0)), regressed)
     assert reward_values(np.array([1, 0, 0, -1, 10], dtype=np.float32)) == (-1.0, 0.0, 1.0, 10.0)
     assert reward_values(np.linspace(-1, 1, MAX_REWARD_VALUES + 1)) == ()
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.reward import snap_rewards
 from worldgen import scm
 from worldgen.scm import SIGMA_D
 
@@ -116,4 +115,4 @@ def predict_reward(head: nn.Module, context: torch.Tensor, actions: torch.Tensor
     """Reward (B,), one the game pays (`RewardConfig.values`), and termination (B,) bool of a
     step, from latents in sigma_d units."""
     reward, logit = head(context, actions, next_latent)
-    return snap_rewards(symexp(reward.float()), head.cfg.values), logit.float() > 0
+    return head.pay(symexp(reward.float())), logit.float() > 0
