@@ -1,6 +1,7 @@
 """Does the player survive a held key? A player's test of a world whose game has a sprite
 detector (its kit's): from real prompts, hold one key in the world and in the real game, and
-count the frames that draw each kind of sprite.
+count the frames that draw each kind of sprite and how far a lone sprite (the player) moved:
+from the prompt's last frame to the last held one, where both frames draw it once.
 
     python demos/hold_key.py --world worlds/freeway/world --key UP --key NOOP [--seeds 8] [--steps 16]
 
@@ -51,6 +52,7 @@ def main() -> None:
     if min(starts) < world.spec.context - 1:
         raise SystemExit(f"--starts must be at least {world.spec.context - 1}: a prompt is {world.spec.context} frames")
     drawn: dict[tuple[str, str, str], list[float]] = {}
+    moved: dict[tuple[str, str, str], list[np.ndarray]] = {}
     for seed in range(1_000_000, 1_000_000 + args.seeds):
         policy = kit.policy(seed) if kit.policy is not None else RandomRepeatPolicy(len(world.action_meanings), seed=seed)
         env = world.make_source()
@@ -67,15 +69,24 @@ def main() -> None:
                 world.reset(real[start - world.spec.context + 1 : start + 1], actions=lead[start - world.spec.context + 1 : start],
                             seed=seed)
                 generated = np.stack([world.step([a]).frames[0] for a in held])
+                before = kit.detect(real[start])
                 for name, frames in (("world", generated), ("real", real[start + 1 :])):
                     found = [kit.detect(f) for f in frames]  # each frame once, every kind from it
                     for kind in found[0]:
                         drawn.setdefault((key, kind, name), []).append(float(np.mean([len(f[kind]) > 0 for f in found])))
-    print(f"| key held {args.steps} steps | sprite | drawn in the world | drawn in the real game |")
-    print("|---|---|---|---|")
+                        if len(before[kind]) == 1 and len(found[-1][kind]) == 1:  # a lone sprite: how far the key took it
+                            moved.setdefault((key, kind, name), []).append(found[-1][kind][0] - before[kind][0])
+    def shift(key: str, kind: str, name: str) -> str:
+        shifts = moved.get((key, kind, name))
+        return "-" if not shifts else "{:+.1f}, {:+.1f} ({})".format(*np.mean(shifts, axis=0), len(shifts))
+
+    print(f"| key held {args.steps} steps | sprite | drawn in the world | drawn in the real game "
+          "| moved in the world (dx, dy px; prompts) | moved in the real game |")
+    print("|---|---|---|---|---|---|")
     for key in args.key:
         for kind in sorted({k for (h, k, _) in drawn if h == key}):
-            print(f"| {key} | {kind} | {np.mean(drawn[key, kind, 'world']):.0%} | {np.mean(drawn[key, kind, 'real']):.0%} |")
+            print(f"| {key} | {kind} | {np.mean(drawn[key, kind, 'world']):.0%} | {np.mean(drawn[key, kind, 'real']):.0%} "
+                  f"| {shift(key, kind, 'world')} | {shift(key, kind, 'real')} |")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ def test_hold_key_demo_counts_sprites_in_the_world_and_the_real_game(tiny_world)
     result = subprocess.run([*command, "--key", key], check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             capture_output=True, text=True)
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith(f"| {key} |")]
-    assert rows and any(kind.strip() == "player" and real.strip() == "100%" for _, kind, _, real in rows), result.stdout
+    player = [row for row in rows if row[1].strip() == "player"]
+    assert player and player[0][3].strip() == "100%", result.stdout
+    assert player[0][5].strip().endswith("(2)"), result.stdout  # the real player, drawn once at both prompts, moved
     wrong = subprocess.run([*command, "--key", "FLY"], cwd=ROOT, capture_output=True, text=True)
     assert wrong.returncode != 0 and "unknown key ['FLY']; this world's actions are" in wrong.stderr

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -64,8 +65,33 @@ def test_teacher_loss_falls_and_validation_is_logged(tiny_world_runs):
     losses = [m["loss"] for m in metrics(tiny_world_runs / "teacher") if "loss" in m]
     assert sum(losses[-3:]) < sum(losses[:3])
     val = [m for m in metrics(tiny_world_runs / "teacher") if "val/next_psnr/repeat_last" in m]
-    assert val and "val/next_psnr/teacher_8" in val[-1] and "val/rollout_psnr_h8" in val[-1]
+    assert val and "val/next_psnr/teacher_8" in val[-1] and "val/rollout_psnr_h8" in val[-1] and "val/rollout_dpsnr_h8" in val[-1]
     assert (tiny_world_runs / "teacher" / "tb").is_dir()
+
+
+class _KeyNet(torch.nn.Module):
+    """Moves every latent by the last action (or by nothing, blind to the keys)."""
+
+    cfg = SimpleNamespace(num_actions=6)
+
+    def __init__(self, sighted: bool) -> None:
+        super().__init__()
+        self.sighted = sighted
+
+    def forward(self, x, t, context, actions, level):
+        return context[:, -1] + self.sighted * 0.3 * actions[:, -1].float().view(-1, 1, 1, 1)
+
+
+def test_validation_rollouts_tell_a_network_that_ignores_the_keys(tiny_world_runs, tiny_dataset):
+    from worldgen.rollout import Sampler
+    from worldgen.train.latent_data import LatentData
+
+    data = LatentData(tiny_dataset, tiny_world_runs / "ae" / "export", context=4, val_fraction=0.2, val_windows=8)
+    sampler = Sampler("consistency", 2, 0.05)
+    blind = data.rollout_report(_KeyNet(False), sampler, None, 0, "val")
+    sighted = data.rollout_report(_KeyNet(True), sampler, None, 0, "val")
+    assert blind["rollout_dpsnr_h8"] == 0.0  # the same noise, other keys: the same frames
+    assert sighted["rollout_dpsnr_h8"] != 0.0
 
 
 @pytest.mark.parametrize("mode", ["scd", "sct"])

@@ -62,7 +62,10 @@ class LatentData:
     def rollout_report(self, net, sampler: Sampler, writer, step: int, tag: str,
                        horizon: int = 8, starts: int = 4) -> dict[str, float]:
         """Open-loop rollouts of `horizon` steps from the first K real frames of a few validation
-        episodes; PSNR at the last step, and a grid of real and generated frames."""
+        episodes; PSNR at the last step, and a grid of real and generated frames. Also Genie's
+        dPSNR at that step: how much worse the same rollouts (same noise) do with each step's
+        action swapped for another. Near 0, the network ignores the keys, which PSNR alone never
+        shows: a Freeway teacher whose chicken barely answered UP and DOWN beat repeat-last by 8 dB."""
         k = self.val.context
         episodes = self.val.episodes
         long = [i for i, s in enumerate(episodes.shards) if s.num_steps >= k + horizon][:starts]
@@ -71,13 +74,24 @@ class LatentData:
         store = self.val.latents
         ctx = torch.stack([torch.from_numpy(store.frames(episodes.files[i], np.arange(k))) for i in long]) * SIGMA_D
         actions = torch.stack([torch.from_numpy(episodes.shards[i].actions[: k + horizon - 1]) for i in long])
-        g = torch.Generator(self.device).manual_seed(0)
-        gen = rollout(net, ctx.to(self.device), actions.to(self.device), sampler, g)
-        frames = self.decode(gen)  # (R, H, H_px, W_px, 3)
+        runs = {"true": actions}
+        if (num_actions := net.cfg.num_actions) > 1:
+            swapped = actions.clone()
+            shift = torch.randint(1, num_actions, swapped[:, k - 1 :].shape, generator=torch.Generator().manual_seed(1))
+            swapped[:, k - 1 :] = (swapped[:, k - 1 :] + shift) % num_actions  # the actions that drive the rollout
+            runs["swapped"] = swapped
         real = torch.stack([torch.from_numpy(episodes.shards[i].frames()[k : k + horizon]) for i in long])
-        if writer is not None:
-            writer.add_image(f"{tag}/real_vs_generated_rollout", grid([real[0], frames[0]]), step)
-        return {f"rollout_psnr_h{horizon}": float(psnr_from_mse(mse(frames[:, -1], real[:, -1]).mean()))}
+        psnr = {}
+        for name, acts in runs.items():
+            g = torch.Generator(self.device).manual_seed(0)
+            frames = self.decode(rollout(net, ctx.to(self.device), acts.to(self.device), sampler, g))  # (R, H, H_px, W_px, 3)
+            psnr[name] = float(psnr_from_mse(mse(frames[:, -1], real[:, -1]).mean()))
+            if name == "true" and writer is not None:
+                writer.add_image(f"{tag}/real_vs_generated_rollout", grid([real[0], frames[0]]), step)
+        scores = {f"rollout_psnr_h{horizon}": psnr["true"]}
+        if "swapped" in psnr:
+            scores[f"rollout_dpsnr_h{horizon}"] = psnr["true"] - psnr["swapped"]
+        return scores
 
     def next_frame_report(self, predictions: dict[str, torch.Tensor], writer, step: int, tag: str) -> dict[str, float]:
         """PSNR (of the mean error, as `worldgen eval`) of decoded next-frame predictions (name ->
