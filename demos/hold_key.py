@@ -76,6 +76,7 @@ def main() -> None:
                         drawn.setdefault((key, kind, name), []).append(float(np.mean([len(f[kind]) > 0 for f in found])))
                         if len(before[kind]) == 1 and len(found[-1][kind]) == 1:  # a lone sprite: how far the key took it
                             moved.setdefault((key, kind, name), []).append(found[-1][kind][0] - before[kind][0])
+
     def shift(key: str, kind: str, name: str) -> str:
         shifts = moved.get((key, kind, name))
         return "-" if not shifts else "{:+.1f}, {:+.1f} ({})".format(*np.mean(shifts, axis=0), len(shifts))
