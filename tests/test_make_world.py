@@ -191,3 +191,19 @@ def test_a_stage_older_than_an_earlier_one_is_redone_and_its_output_kept(tmp_pat
     assert _set_aside(plan, "scd") == tmp_path / "runs" / "scd.previous"
     assert (tmp_path / "runs" / "scd.previous" / "export" / "config.json").exists() and not (tmp_path / "runs" / "scd").exists()
     assert _newer_upstream(plan, names.index("scd")) is None  # gone: trained afresh, not resumed
+
+
+def test_the_world_plays_plain_scd_when_its_own_rollouts_cost_the_keys(tmp_path):
+    from worldgen.make_world import chosen_dynamics
+
+    def logged(run, *dpsnr):
+        records = [{"step": 1, "loss": 0.1}] + [{"step": 2 + i, "val/rollout_dpsnr_h8": d} for i, d in enumerate(dpsnr)]
+        (tmp_path / run).mkdir(exist_ok=True)
+        (tmp_path / run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    assert chosen_dynamics(tmp_path) == ("scd_own", "teacher_own")  # nothing measured: the recipe as it stands
+    logged("scd", 0.5, 1.97)
+    logged("scd_own", 2.0, 0.31)  # the last validation counts: Freeway from the kit's play
+    assert chosen_dynamics(tmp_path) == ("scd", "teacher")
+    logged("scd_own", 0.2, 1.2)
+    assert chosen_dynamics(tmp_path) == ("scd_own", "teacher_own")
