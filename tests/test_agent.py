@@ -37,6 +37,36 @@ def test_a_world_trained_agent_is_saved_and_scored_in_the_real_game(tiny_world, 
     assert "--gamma must be in (0, 1]" in capsys.readouterr().err
 
 
+def test_a_stopped_training_leaves_a_checkpoint_that_resume_trains_on_to_the_steps_asked(tiny_world, tmp_path, monkeypatch,
+                                                                                         capsys):
+    import worldgen.agent
+    from stable_baselines3 import PPO
+
+    agent = tmp_path / "agent.zip"
+    args = ["agent", "train", "--world", str(tiny_world), "--steps", "64", "--num-envs", "2", "--n-steps", "8",
+            "--max-episode-steps", "20", "--threads", "1", "--checkpoint-every", "8", "--out", str(agent)]
+
+    class Stopped(worldgen.agent.tqdm):
+        def update(self, n=1):
+            if self.n >= 20:  # the user presses Ctrl-C after 20 steps
+                raise KeyboardInterrupt
+            super().update(n)
+
+    monkeypatch.setattr(worldgen.agent, "tqdm", Stopped)
+    assert main(args) == 130 and "checkpoint is kept" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert PPO.load(agent, device="cpu").num_timesteps == 16 and not list(tmp_path.glob(".*"))
+    assert main([*args, "--resume"]) == 0
+    assert PPO.load(agent, device="cpu").num_timesteps == 64
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2 and "already trained 64 steps" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "none.zip"), "--resume"]) == 2
+    assert "no agent to resume" in capsys.readouterr().err
+    assert main([*args, "--steps", "128", "--frame-stack", "2", "--resume"]) == 2
+    assert "cannot go on training here" in capsys.readouterr().err
+    assert PPO.load(agent, device="cpu").num_timesteps == 64  # a refused resume leaves the agent as it was
+
+
 def test_an_agent_on_stacked_frames_sees_its_last_frames_and_forgets_them_at_an_episode_start(tiny_world, tmp_path):
     common = ["agent", "train", "--world", str(tiny_world), "--steps", "32", "--num-envs", "2", "--n-steps", "16",
               "--max-episode-steps", "20", "--threads", "1"]

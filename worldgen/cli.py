@@ -412,7 +412,8 @@ def _agent_train(args: argparse.Namespace) -> int:
     from worldgen.world import World, read_spec, resolve_world
 
     torch.set_num_threads(args.threads)
-    _outputs_free([args.out], [], args.force)
+    if not args.resume:
+        _outputs_free([args.out], [], args.force)
     if args.real_env:
         size = read_spec(resolve_world(args.world)).frame_size  # the frames an agent of this world sees
         vec_env = real_vec_env(lambda: gym.wrappers.TimeLimit(make_source_env(args.real_env, size), args.max_episode_steps), args.num_envs)
@@ -424,8 +425,9 @@ def _agent_train(args: argparse.Namespace) -> int:
                                              autoreset_mode="same_step"))
         where = f"world {args.world}"
     out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard,
-                      frame_stack=args.frame_stack, gamma=args.gamma)
-    print(f"trained {args.algo} for {args.steps} steps in {where}: {out}")
+                      frame_stack=args.frame_stack, gamma=args.gamma, checkpoint_every=args.checkpoint_every,
+                      resume=args.resume)
+    print(f"trained {args.algo} for {args.steps} steps in all in {where}: {out}")
     return 0
 
 
@@ -664,6 +666,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log folder")
     p.add_argument("--out", type=Path, required=True, help="the agent, AGENT.zip")
     p.add_argument("--force", action="store_true", help="replace an existing agent file")
+    p.add_argument("--checkpoint-every", type=_positive, default=20_000, metavar="STEPS",
+                   help="save the agent to --out this often during training")
+    p.add_argument("--resume", action="store_true",
+                   help="go on training the agent at --out (a checkpoint or a finished agent) until --steps in all")
     _trust_module_arg(p)
     p.set_defaults(run=_agent_train)
     p = agents.add_parser("eval", help="score agents in the real game on held-out levels, beside random and the best constant action")
