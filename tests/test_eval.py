@@ -187,6 +187,9 @@ def test_events_match_within_the_tolerance_and_count_in_their_bin():
     assert (first["predicted_reward_events"], second["predicted_reward_events"]) == (1, 1)
     assert first["reward_precision"] == first["reward_recall"] == second["reward_precision"] == 1.0
     assert np.isnan(second["reward_recall"])
+    twice = truth + np.roll(truth, 1, axis=1)  # every event paid on two steps in a row
+    doubled = event_scores(twice, truth, none, none, tolerance=1)
+    assert doubled["reward_recall"] == 1.0 and doubled["reward_precision"] == 0.5, "one event matches one payment"
 
 
 def test_labelled_grid_names_its_rows_and_columns():

@@ -19,23 +19,35 @@ def _events(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray, true
     """For rewards and for terminations: (events, matched events) of the prediction and of the
     truth, as masks shaped like the inputs (steps along the last axis)."""
 
-    def near(mask: np.ndarray) -> np.ndarray:
-        out = mask.copy()
-        for d in range(1, tolerance + 1):
-            out[..., d:] |= mask[..., :-d]
-            out[..., :-d] |= mask[..., d:]
-        return out
-
     def match(pred: list[np.ndarray], truth: list[np.ndarray]) -> tuple[np.ndarray, ...]:
         """pred, truth: one mask per kind of event (a sign); an event matches one of its kind."""
-        return (np.any(pred, axis=0), np.any([p & near(t) for p, t in zip(pred, truth)], axis=0),
-                np.any(truth, axis=0), np.any([t & near(p) for p, t in zip(pred, truth)], axis=0))
+        pairs = [_paired(p, t, tolerance) for p, t in zip(pred, truth)]
+        return (np.any(pred, axis=0), np.any([hit for hit, _ in pairs], axis=0),
+                np.any(truth, axis=0), np.any([hit for _, hit in pairs], axis=0))
 
     reward, true_reward = np.asarray(reward, float), np.asarray(true_reward, float)
     big = np.abs(reward) >= 0.5
     rp, rp_hit, rt, rt_hit = match([big & (reward > 0), big & (reward < 0)], [true_reward > 0, true_reward < 0])
     tp, tp_hit, tt, tt_hit = match([np.asarray(ended, bool)], [np.asarray(true_ended, bool)])
     return {"reward": (rp, rp_hit, rt, rt_hit), "termination": (tp, tp_hit, tt, tt_hit)}
+
+
+def _paired(pred: np.ndarray, truth: np.ndarray, tolerance: int) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted events matched, true events matched): each true event takes the nearest free
+    prediction up to `tolerance` steps away in its row, so one event matches one prediction. A
+    head that pays a crossing on two steps in a row is paid twice by the world, and the second
+    payment must count against its precision, not match the same crossing again."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    pred_hit, truth_hit = np.zeros_like(pred), np.zeros_like(truth)
+    for row in np.ndindex(pred.shape[:-1]):
+        free = list(np.flatnonzero(pred[row]))
+        for t in np.flatnonzero(truth[row]):
+            near = [q for q in free if abs(q - t) <= tolerance]
+            if near:
+                q = min(near, key=lambda q: (abs(q - t), q))
+                free.remove(q)
+                pred_hit[row + (q,)] = truth_hit[row + (t,)] = True
+    return pred_hit, truth_hit
 
 
 def _shares(masks: dict[str, tuple[np.ndarray, ...]], where: tuple[slice, ...] = (...,)) -> dict[str, float]:
@@ -56,8 +68,8 @@ def event_scores(reward: np.ndarray, true_reward: np.ndarray, ended: np.ndarray,
     how many real ones there were; NaN where a share has nothing to divide by.
 
     Steps run along the last axis (rows: streams). With `tolerance` t > 0, an event matches one
-    of the same sign up to t steps earlier or later in its row: a judge that reads rewards off
-    pictures may see a fall a frame before the game ends the episode."""
+    of the same sign up to t steps earlier or later in its row, one to one: a judge that reads
+    rewards off pictures may see a fall a frame before the game ends the episode."""
     return _shares(_events(reward, true_reward, ended, true_ended, tolerance))
 
 
