@@ -5,6 +5,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from worldgen.agent import Score, baselines, episode_returns, load_agent, new_episode
 from worldgen.cli import main
@@ -35,6 +36,12 @@ def test_a_world_trained_agent_is_saved_and_scored_in_the_real_game(tiny_world, 
     assert "--ent-coef must be a finite number >= 0" in capsys.readouterr().err
     assert main([*args[:-1], str(tmp_path / "far.zip"), "--gamma", "1.5"]) == 2
     assert "--gamma must be in (0, 1]" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "where.zip"), "--device", "gpu"]) == 2
+    assert "device must be auto, cpu, cuda or cuda:N, got 'gpu'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*args[:-1], str(tmp_path / "where.zip"), "--device", "cuda"]) == 2
+        assert "this machine has no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "where.zip").exists()
 
 
 def test_a_stopped_training_leaves_a_checkpoint_that_resume_trains_on_to_the_steps_asked(tiny_world, tmp_path, monkeypatch,

@@ -128,7 +128,7 @@ def real_vec_env(make_env: Callable[[], gym.Env], num_envs: int) -> Any:
 
 def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: int = 0, n_steps: int = 128,
                 ent_coef: float = 0.01, tensorboard: Path | None = None, progress: bool = True, frame_stack: int = 1,
-                gamma: float = 0.99, checkpoint_every: int = 20_000, resume: bool = False) -> Path:
+                gamma: float = 0.99, checkpoint_every: int = 20_000, resume: bool = False, device: str = "auto") -> Path:
     """Train a CNN policy for `steps` environment steps on `vec_env` and save it to `out` (.zip),
     atomically: an interrupted run leaves no half-written agent. `ent_coef`: the entropy bonus
     (Stable-Baselines3's default, 0, lets the policy collapse onto one action long before a
@@ -138,7 +138,8 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     `gamma`: the discount (Stable-Baselines3's 0.99 makes a reward 500 steps away worth 0.7%
     of one now). The agent is also saved to `out` every `checkpoint_every` steps, so a long CPU
     run that is stopped loses at most that much: `resume` loads `out` and trains on until it
-    has seen `steps` in all (the algorithm and its settings are the saved agent's)."""
+    has seen `steps` in all (the algorithm and its settings are the saved agent's). `device`: where
+    the policy learns ("auto": CUDA when present); the saved agent plays on any device."""
     if algo not in ALGOS:
         raise ValueError(f"--algo must be one of {', '.join(ALGOS)}, got {algo!r}")
     if steps < 1:
@@ -185,14 +186,14 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
         vec_env = VecFrameStack(vec_env, frame_stack, channels_order="last")
     vec_env.seed(seed)
     if resume:
-        model = _resumed(cls, out, vec_env, tensorboard)
+        model = _resumed(cls, out, vec_env, tensorboard, device)
         if model.num_timesteps >= steps:
             raise ValueError(f"{out} has already trained {model.num_timesteps} steps; ask for more than that with --steps")
     else:
         kwargs: dict[str, Any] = {"n_steps": n_steps, "ent_coef": ent_coef, "gamma": gamma}
         if algo == "ppo":
             kwargs["batch_size"] = min(256, n_steps * vec_env.num_envs)
-        model = cls("CnnPolicy", vec_env, seed=seed, verbose=0, device="cpu",
+        model = cls("CnnPolicy", vec_env, seed=seed, verbose=0, device=device,
                     tensorboard_log=str(tensorboard) if tensorboard else None, **kwargs)
     done = model.num_timesteps
     model.learn(total_timesteps=steps - done, callback=Progress(done), tb_log_name=out.stem, reset_num_timesteps=not resume)
@@ -200,14 +201,14 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     return out
 
 
-def _resumed(cls: Any, out: Path, vec_env: Any, tensorboard: Path | None) -> Any:
+def _resumed(cls: Any, out: Path, vec_env: Any, tensorboard: Path | None, device: str) -> Any:
     """The saved agent at `out`, set to go on training on `vec_env`; refuses an agent of another
     algorithm or one that saw other frames or keys, which would otherwise fail deep inside
     Stable-Baselines3 or, worse, train on."""
     if not out.is_file():
         raise ValueError(f"{out}: no agent to resume; train one first (without --resume)")
     try:
-        model = cls.load(out, env=vec_env, device="cpu", tensorboard_log=str(tensorboard) if tensorboard else None)
+        model = cls.load(out, env=vec_env, device=device, tensorboard_log=str(tensorboard) if tensorboard else None)
     except ValueError as e:
         raise ValueError(f"{out} cannot go on training here: {e}") from e
     except Exception as e:  # a zip of another algorithm, or not an agent at all

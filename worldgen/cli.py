@@ -409,9 +409,10 @@ def _agent_train(args: argparse.Namespace) -> int:
     import envs  # noqa: F401  (registers worldgen/World-v0 and the real games)
     from worldgen.agent import real_vec_env, train_agent, world_vec_env
     from worldgen.data.sources import make_source_env
-    from worldgen.world import World, read_spec, resolve_world
+    from worldgen.world import World, read_spec, resolve_device, resolve_world
 
     torch.set_num_threads(args.threads)
+    device = str(resolve_device(args.device))
     if not args.resume:
         _outputs_free([args.out], [], args.force)
     if args.real_env:
@@ -419,14 +420,14 @@ def _agent_train(args: argparse.Namespace) -> int:
         vec_env = real_vec_env(lambda: gym.wrappers.TimeLimit(make_source_env(args.real_env, size), args.max_episode_steps), args.num_envs)
         where = args.real_env
     else:
-        World(args.world, trusted_modules=args.trust_module)  # a bad world fails here, before any env
+        World(args.world, device=device, trusted_modules=args.trust_module)  # a bad world fails here, before any env
         vec_env = world_vec_env(gym.make_vec("worldgen/World-v0", num_envs=args.num_envs, vectorization_mode="vector_entry_point",
-                                             world=str(args.world), max_episode_steps=args.max_episode_steps,
+                                             world=str(args.world), max_episode_steps=args.max_episode_steps, device=device,
                                              autoreset_mode="same_step"))
         where = f"world {args.world}"
     out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard,
                       frame_stack=args.frame_stack, gamma=args.gamma, checkpoint_every=args.checkpoint_every,
-                      resume=args.resume)
+                      resume=args.resume, device=device)
     print(f"trained {args.algo} for {args.steps} steps in all in {where}: {out}")
     return 0
 
@@ -663,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=0.99, help="discount (0.998 did not help on the Platformer: README, Agents)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="auto", help="where the policy learns and the worlds run: auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--tensorboard", type=Path, default=None, help="TensorBoard log folder")
     p.add_argument("--out", type=Path, required=True, help="the agent, AGENT.zip")
     p.add_argument("--force", action="store_true", help="replace an existing agent file")

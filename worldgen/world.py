@@ -40,6 +40,22 @@ MAX_PROMPT_PIXELS = 4096 * 4096
 """Prompt images are shrunk to the frame size; a larger one is refused before it is decoded."""
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch device: "auto" is CUDA when present, else the CPU. A device this
+    machine lacks is refused here, with the choices, rather than deep inside the first network call."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no CUDA GPU; use auto or cpu")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return resolved
+
+
 @dataclass
 class WorldSpec:
     """What a world is, as stored in `world.json`."""
@@ -285,8 +301,7 @@ class World:
         own (see `data.sources.trusted_env_id`); a world folder never runs code otherwise."""
         folder = resolve_world(world)
         spec = read_spec(folder)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         ae, ae_config = load_export(folder / "ae", "autoencoder", device)
         net = load_export(folder / "dynamics", "dynamics", device)[0]
         reward_head = load_export(folder / "reward", "reward", device)[0] if (folder / "reward").exists() else None
