@@ -24,7 +24,11 @@ def test_a_world_trained_agent_is_saved_and_scored_in_the_real_game(tiny_world, 
     assert main(args) == 0
     assert agent.stat().st_size > 0 and not list(tmp_path.glob(".*"))
     again = tmp_path / "again.zip"
-    assert main([*args[:-1], str(again)]) == 0
+    assert main([*args[:-1], str(again), "--tensorboard", str(tmp_path / "tb")]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run,) = (tmp_path / "tb").iterdir()
+    assert "rollout/ep_rew_mean" in EventAccumulator(str(run)).Reload().Tags()["scalars"]  # the return, not only losses
     act_a, act_b = load_agent(agent, trusted=True), load_agent(again, trusted=True)
     frames = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
     assert [act_a(f) for f in frames] == [act_b(f) for f in frames], "the same seed trains the same agent"

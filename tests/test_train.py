@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -316,16 +317,26 @@ def test_both_dynamics_stages_share_one_config_base_and_scm_has_no_preset(capsys
     assert teacher_cfg.own.sampler_steps == 8 and scm_cfg.own.sampler_steps == 2
 
 
-def test_event_weights_undo_the_oversampling_of_events():
-    from worldgen.train.reward import _draw, event_weights
+def test_event_draws_oversample_events_and_their_neighbours_and_the_weights_undo_it():
+    from worldgen.train.reward import EventDraws
 
-    population = torch.zeros(1000, dtype=torch.bool)
-    population[::50] = True  # 2% of the steps are events
-    events = torch.nonzero(population).flatten()
-    g = torch.Generator().manual_seed(0)
-    drawn = population[_draw(events, torch.arange(1000), 200_000, 0.25, g)]
-    assert 0.25 < drawn.float().mean() < 0.28  # oversampled: about 13 times the population's share
-    weights = event_weights(drawn, 0.02, 0.25)
-    assert abs((weights * drawn).sum() / weights.sum() - 0.02) < 0.002  # weighted, the population again
-    assert abs(weights.mean() - 1) < 0.02
-    assert torch.equal(event_weights(drawn, 0.0, 0.25), torch.ones(len(drawn)))
+    is_event = np.zeros(1000, dtype=bool)
+    is_event[::50] = True  # 2% of the steps are events
+    is_event[51] = True  # two events side by side: 51 is no one's non-event neighbour
+    segment = np.arange(1000) // 100  # ten episodes: step 100's neighbour 99 lies in another
+    draws = EventDraws(np.flatnonzero(is_event), segment, 0.25, 0.25)
+    near = np.zeros(1000, dtype=bool)
+    near[[i + d for i in np.flatnonzero(is_event) for d in (-1, 1) if 0 <= i + d < 1000 and (i + d) // 100 == i // 100]] = True
+    near &= ~is_event
+    assert near[1] and near[49] and not near[99] and not near[51] and near[52]
+    index, weight = draws.draw(400_000, torch.Generator().manual_seed(0))
+    drawn_event, drawn_near = torch.from_numpy(is_event)[index], torch.from_numpy(near)[index]
+    assert 0.25 < drawn_event.float().mean() < 0.27 and 0.25 < drawn_near.float().mean() < 0.27  # oversampled
+    for population in (is_event, near):  # weighted, the draws are the data again
+        assert abs((weight * torch.from_numpy(population)[index]).sum() / weight.sum() - population.mean()) < 0.002
+    assert abs(weight.mean() - 1) < 0.02
+    same = EventDraws(np.flatnonzero(is_event), segment, 0.25, 0.0).draw(1000, torch.Generator().manual_seed(0))[1]
+    assert not torch.equal(same, torch.ones(1000))
+    nothing = EventDraws(np.array([], dtype=np.int64), segment, 0.25, 0.25).draw(1000, torch.Generator().manual_seed(0))
+    assert torch.equal(nothing[1], torch.ones(1000))  # nothing to oversample: all steps, unweighted
+

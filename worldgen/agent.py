@@ -149,6 +149,7 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
         raise ValueError(f"{out}: an agent is saved as a .zip")
     sb3 = _sb3()
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecFrameStack, VecMonitor
 
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}")
@@ -165,6 +166,8 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
 
         def _on_step(self) -> bool:
             self.bar.update(self.training_env.num_envs)
+            if self.model.ep_info_buffer and self.n_calls % 64 == 0:  # the last 100 episodes, as TensorBoard's ep_rew_mean
+                self.bar.set_postfix(ep_return=f"{np.mean([e['r'] for e in self.model.ep_info_buffer]):.2f}", refresh=False)
             if self.num_timesteps - self.saved >= checkpoint_every:
                 save(self.model)
                 self.saved = self.num_timesteps
@@ -180,9 +183,8 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
         raise ValueError(f"--gamma must be in (0, 1], got {gamma}")
     if not isinstance(frame_stack, int) or frame_stack < 1:
         raise ValueError(f"--frame-stack must be an integer >= 1, got {frame_stack!r}")
+    vec_env = VecMonitor(vec_env)  # episode returns for the progress bar and TensorBoard
     if frame_stack > 1:
-        from stable_baselines3.common.vec_env import VecFrameStack
-
         vec_env = VecFrameStack(vec_env, frame_stack, channels_order="last")
     vec_env.seed(seed)
     if resume:

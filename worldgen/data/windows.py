@@ -63,6 +63,10 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return int(self._ends[-1])
 
+    def episode_of(self, indices: np.ndarray) -> np.ndarray:
+        """The episode of each window in `indices`."""
+        return np.searchsorted(self._ends, indices, side="right")
+
     def locate(self, index: int) -> tuple[int, int]:
         """(episode, target frame) of window `index`."""
         if not 0 <= index < len(self):

@@ -35,6 +35,10 @@ class RewardTrainConfig:
     """Autoencoder export folder (default: the `ae/export` beside --out)."""
     event_fraction: float = 0.25
     """Share of each batch drawn from steps with a reward or a termination, which are rare."""
+    near_event_fraction: float = 0.0
+    """Share of each batch drawn from the steps right before and after an event that are not
+    events themselves. On the world's frames an event looks much like its neighbours, and a
+    head seldom shown them learns to pay a crossing on two adjacent steps."""
     event_reweight: float = 0.5
     """Exponent a of the importance weights that undo `event_fraction`'s oversampling: each
     step's loss is weighted by (its chance in the data / its chance of being drawn) ** a. At 0
@@ -61,6 +65,9 @@ class RewardStage:
     def __init__(self, cfg: RewardTrainConfig, data: Path, ae_folder: Path, pool_cache: Path | None = None) -> None:
         if not 0.0 <= cfg.event_reweight <= 1.0:
             raise ValueError(f"event_reweight must be in [0, 1] (0: batches as drawn, 1: the data's own event rate), got {cfg.event_reweight}")
+        if min(cfg.event_fraction, cfg.near_event_fraction) < 0 or cfg.event_fraction + cfg.near_event_fraction >= 1:
+            raise ValueError("event_fraction and near_event_fraction must be >= 0 and leave some of each batch to all steps "
+                             f"(sum < 1), got {cfg.event_fraction} and {cfg.near_event_fraction}")
         self.cfg = cfg
         self.pool_cache = pool_cache
         self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, 0, device=run_device(cfg.run))
@@ -72,7 +79,8 @@ class RewardStage:
         cfg.model.values = reward_values(np.concatenate([s.rewards for part in (self.data.train, self.data.val)
                                                          for s in part.episodes.shards]))
         self.head = RewardHead(cfg.model)
-        self.events = torch.from_numpy(event_windows(self.data.train))
+        self.draws = EventDraws(event_windows(self.data.train), self.data.train.episode_of(np.arange(len(self.data.train))),
+                                cfg.event_fraction, cfg.near_event_fraction)
         val_events = event_windows(self.data.val)
         g = torch.Generator().manual_seed(0)
         rest = torch.randint(len(self.data.val), (cfg.val_windows,), generator=g)
@@ -88,6 +96,7 @@ class RewardStage:
                 raise ValueError(f"judged.share > 0 labels the world's frames by the game's rules, and {env_id} has none "
                                  "(its kit gives no `events`); train on real frames only (judged.share=0)")
         self.pool: JudgedPool | None = None
+        self.pool_draws: EventDraws | None = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"head": self.head}
@@ -97,22 +106,20 @@ class RewardStage:
         if self.rules is not None and self.pool is None:
             self.pool = JudgedPool(self.cfg.judged, self.data.train, LatentCodec(self.data.ae, device), self.rules, device,
                                    self.pool_cache)
+            self.pool_draws = EventDraws(self.pool.train_events.numpy(), self.pool.train_index.numpy() // self.pool.frames,
+                                         self.cfg.event_fraction, self.cfg.near_event_fraction)
 
     def batch(self, generator: torch.Generator, batch_size: int, ctx: Context) -> dict[str, torch.Tensor]:
         own = int(round(batch_size * self.cfg.judged.share)) if self.pool is not None else 0
-        real = self.data.batch(self.data.train, _draw(self.events, torch.arange(len(self.data.train)), batch_size - own,
-                                                      self.cfg.event_fraction, generator))
-        real["weight"] = self._weights(real, len(self.events) / len(self.data.train))
+        index, weight = self.draws.draw(batch_size - own, generator)
+        real = self.data.batch(self.data.train, index)
+        real["weight"] = weight ** self.cfg.event_reweight
         if not own:
             return real
-        judged = self.pool.batch(_draw(self.pool.train_events, self.pool.train_index, own, self.cfg.event_fraction, generator),
-                                 ctx.device)
-        judged["weight"] = self._weights(judged, len(self.pool.train_events) / len(self.pool.train_index))
+        index, weight = self.pool_draws.draw(own, generator)
+        judged = self.pool.batch(index, ctx.device)
+        judged["weight"] = weight.to(ctx.device) ** self.cfg.event_reweight
         return {key: torch.cat([real[key], judged[key]]) for key in real}
-
-    def _weights(self, batch: dict[str, torch.Tensor], event_share: float) -> torch.Tensor:
-        is_event = (batch["reward"] != 0) | batch["terminated"].bool()
-        return event_weights(is_event, event_share, self.cfg.event_fraction) ** self.cfg.event_reweight
 
     def loss(self, train: dict[str, nn.Module], batch: dict[str, torch.Tensor], ctx: Context) -> tuple[torch.Tensor, Logs]:
         b = batch["target"].shape[0]
@@ -139,23 +146,38 @@ class RewardStage:
         return scores
 
 
-def event_weights(is_event: torch.Tensor, event_share: float, event_fraction: float) -> torch.Tensor:
-    """Loss weights of steps drawn by `_draw` from a population where `event_share` of the steps
-    are events: each step's chance in the population over its chance of being drawn, so that
-    the weighted batch is the population (importance sampling); they average 1 over the draws."""
-    ones = torch.ones(is_event.shape, device=is_event.device)
-    if event_share == 0:  # nothing to oversample: `_draw` draws from everything
-        return ones
-    return torch.where(is_event, ones / (event_fraction / event_share + 1 - event_fraction), ones / (1 - event_fraction))
+class EventDraws:
+    """Step indices 0 .. len(segment) - 1 drawn for the reward head: `event_fraction` of each
+    batch from the rare event steps, `near_fraction` from the non-event steps right before and
+    after one (in the same episode or rollout: `segment` holds each step's), the rest from all
+    steps. Each draw comes with its importance weight, its chance among all steps over its
+    chance of being drawn, so that the weighted draws are the data again; the weights average 1."""
 
+    def __init__(self, events: np.ndarray, segment: np.ndarray, event_fraction: float, near_fraction: float) -> None:
+        n = len(segment)
+        is_event = np.zeros(n, dtype=bool)
+        is_event[events] = True
+        near = np.zeros(n, dtype=bool)
+        for step in (-1, 1):
+            p = np.flatnonzero(is_event) + step
+            p = p[(p >= 0) & (p < n)]
+            near[p[segment[p] == segment[p - step]]] = True
+        near &= ~is_event
+        self.groups = [(torch.from_numpy(np.flatnonzero(mask)), fraction)
+                       for mask, fraction in ((is_event, event_fraction), (near, near_fraction)) if mask.any() and fraction > 0]
+        density = np.full(n, 1.0 - sum(fraction for _, fraction in self.groups))  # chance of being drawn, times n
+        for members, fraction in self.groups:
+            density[members.numpy()] += fraction * n / len(members)
+        self.n = n
+        self.weight = torch.from_numpy(1.0 / density).float()
 
-def _draw(events: torch.Tensor, everything: torch.Tensor, n: int, event_fraction: float,
-          generator: torch.Generator) -> torch.Tensor:
-    """n window indices: `event_fraction` of them from `events` (if there are any), the rest from `everything`."""
-    n_events = int(n * event_fraction) if len(events) else 0
-    picks = [events[torch.randint(len(events), (n_events,), generator=generator)]] if n_events else []
-    picks.append(everything[torch.randint(len(everything), (n - n_events,), generator=generator)])
-    return torch.cat(picks)
+    def draw(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`count` step indices and their importance weights."""
+        picks = [members[torch.randint(len(members), (int(count * fraction),), generator=generator)]
+                 for members, fraction in self.groups]
+        picks.append(torch.randint(self.n, (count - sum(len(p) for p in picks),), generator=generator))
+        index = torch.cat(picks)
+        return index, self.weight[index]
 
 
 def _scores(head: nn.Module, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
