@@ -443,7 +443,8 @@ def _agent_eval(args: argparse.Namespace) -> int:
     from worldgen.reference import held_out_seeds
     from worldgen.world import read_spec, resolve_world
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     agents = {Path(path).stem: load_agent(Path(path), args.trust_agent, args.sample, args.seed)
               for path in args.agent}  # refused before any play
     spec = read_spec(resolve_world(args.world))
@@ -690,8 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true",
                    help="agents draw their actions from their policy (as in training) instead of taking the most likely one")
     p.add_argument("--seed", type=int, default=0, help="with --sample: seed of the agents' draws")
-    p.add_argument("--threads", type=_positive, default=2,
-                   help="torch CPU threads (1 beside other jobs: an idle thread spins while another process has the core)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default; 1 beside other jobs: an idle thread spins while another process has the core)")
     p.set_defaults(run=_agent_eval)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
