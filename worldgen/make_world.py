@@ -482,17 +482,15 @@ def _pack(plan: Plan, data: Path, runs: Path, world: Path) -> None:
 def _tune(plan: Plan, data: Path, runs: Path, out: Path, log: Callable[[str], None]) -> None:
     """Choose the second-step time on validation levels, with the world's networks before they
     are packed; the choice (`out`) goes into the reward head's pool and the world's description."""
-    import torch
-
     from models.export import load_export
     from worldgen.atomic import write_json
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.lam import world_relabeller
     from worldgen.tune import format_tuning, tune_mid_time
-    from worldgen.world import World
+    from worldgen.world import World, resolve_device
 
     p = plan.preset
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # as World() picks for eval
+    device = resolve_device("auto")  # as World() picks for eval
     spec = _spec(plan, data, runs)
     dynamics = chosen_dynamics(runs)[0]
     if dynamics != "scd_own":

@@ -84,7 +84,7 @@ class WindowDataset(Dataset):
             return {k: torch.stack([it[k] for it in items]) for k in items[0]}
         if len(indices) and not (0 <= indices.min() and indices.max() < len(self)):
             raise IndexError(f"windows {indices.min()}..{indices.max()} out of range for {len(self)} windows")
-        episode = np.searchsorted(self._ends, indices, side="right")
+        episode = self.episode_of(indices)
         t = indices - self._step_starts[episode] + 1  # target frame in its episode
         steps = t[:, None] + np.arange(-self.context, 0)  # (B, K)
         padded = steps < 0

@@ -88,10 +88,13 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 def run_device(run: RunConfig) -> torch.device:
     """The device this process trains on: its local rank's GPU when CUDA is used, else the CPU."""
-    if run.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device is cuda but no CUDA device is available")
-    use_cuda = run.device == "cuda" or (run.device == "auto" and torch.cuda.is_available())
-    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if use_cuda else "cpu")
+    from worldgen.world import resolve_device
+
+    try:
+        device = resolve_device(run.device)
+    except ValueError as e:
+        raise ValueError(f"run.device: {e}") from e
+    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}") if device.type == "cuda" else device
 
 
 def _setup_distributed(run: RunConfig) -> tuple[int, int, torch.device]:

@@ -113,7 +113,7 @@ class RewardStage:
         own = int(round(batch_size * self.cfg.judged.share)) if self.pool is not None else 0
         index, weight = self.draws.draw(batch_size - own, generator)
         real = self.data.batch(self.data.train, index)
-        real["weight"] = weight ** self.cfg.event_reweight
+        real["weight"] = weight.to(ctx.device) ** self.cfg.event_reweight
         if not own:
             return real
         index, weight = self.pool_draws.draw(own, generator)
