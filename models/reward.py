@@ -25,6 +25,11 @@ class RewardConfig:
     regressed output, so it never pays what the game does not: a regression alone pays small
     rewards between them, which agents learn to chase or flee. Empty: a game with too many
     distinct rewards (`MAX_REWARD_VALUES`), paid as regressed."""
+    pay_once: bool = False
+    """A run of steps read as the same event pays once, at its first step (`pay_once`). On a
+    world's own frames a coin often fades over two frames, and the head, which cannot tell on
+    which one the game would have counted it, pays both. Set where the game itself almost never
+    pays events of one sign on two steps in a row (`REPEATS_FOR_PAY_ONCE`)."""
 
 
 MAX_REWARD_VALUES = 32
@@ -35,6 +40,35 @@ def reward_values(rewards: np.ndarray) -> tuple[float, ...]:
     """The distinct rewards in `rewards`, ascending, or () if there are more than `MAX_REWARD_VALUES`."""
     values = np.unique(np.asarray(rewards, dtype=np.float32))
     return tuple(float(v) for v in values) if len(values) <= MAX_REWARD_VALUES else ()
+
+
+EVENT_REWARD = 0.5
+"""A step whose reward is at least this far from 0 is an event (a coin, a hit, a crossing)."""
+REPEATS_FOR_PAY_ONCE = 0.05
+"""`pay_once` is set where fewer than this share of the data's events follow an event of the
+same sign on the step before (the Platformer: 2.7% of its coins)."""
+
+
+def repeated_events(rewards: list[np.ndarray]) -> float:
+    """The share of reward events (one array per episode) that follow an event of the same sign
+    on the step before; 0 where there are none."""
+    events = repeats = 0
+    for r in rewards:
+        sign = np.where(np.abs(r) >= EVENT_REWARD, np.sign(r), 0)
+        events += int((sign != 0).sum())
+        repeats += int(((sign[1:] != 0) & (sign[1:] == sign[:-1])).sum())
+    return repeats / events if events else 0.0
+
+
+def pay_once(reward: torch.Tensor, ended: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rewards (B,) and endings (B,) of one step of B streams, with the steps that repeat the
+    previous step's event (a reward of the same sign, an ending) paid nothing. `last` (B, 2) is
+    the previous step's (event sign, ended) as the head read it, zeros at a stream's start; the
+    third output is this step's, for the next call."""
+    sign = torch.where(reward.abs() >= EVENT_REWARD, torch.sign(reward), torch.zeros_like(reward))
+    repeat = (sign != 0) & (sign == last[:, 0])
+    now = torch.stack([sign, ended.to(sign.dtype)], dim=1)
+    return torch.where(repeat, torch.zeros_like(reward), reward), ended & (last[:, 1] == 0), now
 
 
 def snap_rewards(reward: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from envs.platformer import KIT, ExplorerPolicy, palette, platformer_content
+from models.reward import RewardConfig
 from worldgen.codec import LatentCodec
 from worldgen.content import content_report, format_content, record_streams, write_content
 from worldgen.eval import Method
@@ -195,6 +196,7 @@ class MarkerHead(nn.Module):
     def __init__(self, late: int = 0) -> None:
         super().__init__()
         self.late, self.seen = late, []
+        self.cfg = RewardConfig(pay_once=False)  # every step it reads is paid: the tests count them
 
     def forward(self, context, actions, next_latent):
         self.seen.append(next_latent[:, 0, 0, 0] > 0.4)  # the marked red channel: 1.0 in the frame, sigma_d = 0.5 here

@@ -159,6 +159,13 @@ def test_reward_head_trains_on_the_worlds_own_frames_judged_by_the_rules(capsys,
     monkeypatch.setattr(JudgedPool, "_draw", lambda *a: pytest.fail("drew a pool the cache holds"))
     cached = JudgedPool(dataclasses.replace(cfg, share=0.25), windows, codec, frame_events, torch.device("cpu"), cache)
     assert torch.equal(cached.latents, pool.latents) and torch.equal(cached.rewards, pool.rewards)
+
+    def coin_every_step(frames):  # mended rules: the stored frames are judged again, not drawn again
+        return np.ones(len(frames) - 1, np.float32), np.zeros(len(frames) - 1, bool)
+
+    mended = JudgedPool(cfg, windows, codec, coin_every_step, torch.device("cpu"), cache)
+    assert torch.equal(mended.latents, pool.latents) and bool((mended.rewards == 1).all())
+    assert torch.equal(JudgedPool(cfg, windows, codec, frame_events, torch.device("cpu"), cache).rewards, pool.rewards)
     monkeypatch.undo()
     longer = JudgedPool(dataclasses.replace(cfg, frames=13), windows, codec, frame_events, torch.device("cpu"), cache)
     assert longer.latents.shape[1] == 4 + 13

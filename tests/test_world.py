@@ -53,6 +53,43 @@ def test_a_regressed_reward_snaps_to_the_nearest_paid_value_unless_rewards_are_c
     assert reward_values(np.linspace(-1, 1, MAX_REWARD_VALUES + 1)) == ()
 
 
+def test_a_run_of_steps_read_as_one_event_pays_once_where_the_game_never_repeats_events(tiny_world):
+    import math
+
+    import torch
+
+    from models.export import load_export
+    from models.reward import RewardHead, pay_once, repeated_events
+    from worldgen.world import read_spec
+
+    reward, ended = torch.tensor([1.0, 1.0, -1.0, 0.0]), torch.tensor([False, True, True, False])
+    last = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # the step before, as the head read it
+    paid, stop, now = pay_once(reward, ended, last)
+    assert paid.tolist() == [0.0, 1.0, -1.0, 0.0] and stop.tolist() == [False, False, True, False]
+    assert now.tolist() == [[1.0, 0.0], [1.0, 1.0], [-1.0, 1.0], [0.0, 0.0]]
+    # 1 of these 4 events follows one of its own sign (a death after a coin does not)
+    assert repeated_events([np.array([0, 1, 1, 0, -1], np.float32), np.array([1, 0], np.float32)]) == 0.25
+    assert repeated_events([np.zeros(5, np.float32)]) == 0.0
+
+    class CoinEveryStep(RewardHead):  # reads a coin taken on every step: a coin fading over many frames
+        def forward(self, context, actions, next_latent):
+            return torch.full((len(context),), math.log(2.0)), torch.full((len(context),), -5.0)
+
+    ae, dynamics, head = (load_export(tiny_world / name)[0] for name in ("ae", "dynamics", "reward"))
+    for once, expected in ((True, [[1, 1], [0, 0], [0, 1], [0, 0]]), (False, [[1, 1]] * 4)):
+        cfg = dataclasses.replace(head.cfg, values=(0.0, 1.0), pay_once=once)
+        world = World.from_modules(read_spec(tiny_world), ae, dynamics, CoinEveryStep(cfg), batch_size=2)
+        world.reset(seed=0)
+        paid = [world.step([2, 2]).rewards.tolist()]
+        snapshot = world.get_state()
+        paid.append(world.step([2, 2]).rewards.tolist())
+        world.reset(seed=0, worlds=[1])  # a world that starts again pays its first coin again
+        paid.append(world.step([2, 2]).rewards.tolist())
+        world.set_state(snapshot)  # and a snapshot keeps what the head read last
+        paid.append(world.step([2, 2]).rewards.tolist())
+        assert paid == expected
+
+
 def test_deterministic_under_a_seed_and_rewinds_through_snapshots(tiny_world):
     world = World(tiny_world, batch_size=2)
     runs = []

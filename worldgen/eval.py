@@ -29,7 +29,7 @@ from worldgen.frames import colour_recall, frequent_colours, mse, psnr_from_mse,
 from worldgen.kit import Detector, Objects
 from worldgen.metrics import event_scores, match_objects
 from worldgen.reference import Reference
-from worldgen.rollout import Sampler, predict_next, predict_reward, rollout_steps
+from worldgen.rollout import Payments, Sampler, predict_next, predict_reward, rollout_steps
 
 OBJECT_WINDOW = 8
 """Coins and enemies are counted on this many open-loop steps up to the object horizon."""
@@ -154,10 +154,11 @@ def generate(method: Method, context: torch.Tensor, actions: torch.Tensor, codec
     steps = rollout_steps(method.net, context, actions, method.sampler, g)
     k, total = context.shape[1], actions.shape[1] - context.shape[1] + 1
     frames, rewards, ended = [], [], []
+    pays = None if reward_head is None else Payments(reward_head, len(context), context.device)
     for i, nxt in enumerate(tqdm(steps, desc=method.name, unit="frame", total=total, leave=False)):
         frames.append(codec.decode(nxt))
-        if reward_head is not None:
-            reward, end = predict_reward(reward_head, context, actions[:, i : i + k], nxt)
+        if pays is not None:
+            reward, end = pays(context, actions[:, i : i + k], nxt)
             rewards.append(reward.cpu().numpy())
             ended.append(end.cpu().numpy())
         context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.reward import pay_once
 from worldgen import scm
 from worldgen.scm import SIGMA_D
 
@@ -116,3 +117,24 @@ def predict_reward(head: nn.Module, context: torch.Tensor, actions: torch.Tensor
     step, from latents in sigma_d units."""
     reward, logit = head(context, actions, next_latent)
     return head.pay(symexp(reward.float())), logit.float() > 0
+
+
+class Payments:
+    """What a reward head pays along B streams, one step after another: `predict_reward`, and
+    where the head's config says `pay_once`, a run of steps read as one event paid once. Keeps
+    each stream's last step; `reset` clears streams that start again."""
+
+    def __init__(self, head: nn.Module, batch: int, device: torch.device | str) -> None:
+        self.head = head
+        self.last = torch.zeros(batch, 2, device=device)
+        """(B, 2) the previous step's event sign and ending, as the head read them."""
+
+    def __call__(self, context: torch.Tensor, actions: torch.Tensor, next_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reward, ended = predict_reward(self.head, context, actions, next_latent)
+        if not self.head.cfg.pay_once:
+            return reward, ended
+        reward, ended, self.last = pay_once(reward, ended, self.last.to(reward.device))
+        return reward, ended
+
+    def reset(self, index: list[int] | slice = slice(None)) -> None:
+        self.last[index] = 0

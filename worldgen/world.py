@@ -26,7 +26,7 @@ import models
 from worldgen.atomic import atomic_folder, write_json
 from worldgen.checkpoint import CheckpointError
 from worldgen.codec import LatentCodec
-from worldgen.rollout import SAMPLERS, Sampler, for_inference, predict_next, predict_reward
+from worldgen.rollout import SAMPLERS, Payments, Sampler, for_inference, predict_next
 from worldgen.scm import T_MAX, T_MID
 
 WORLD_FILE = "world.json"
@@ -242,6 +242,9 @@ class WorldState:
     """Each world's noise-generator state."""
     steps: np.ndarray
     """(B,) steps since each world's reset."""
+    events: torch.Tensor | None = None
+    """(B, 2) the reward head's reading of each world's last step (`Payments.last`); None
+    without a head."""
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:
@@ -348,6 +351,7 @@ class World:
         self.actions = torch.zeros(batch_size, self.spec.context - 1, dtype=torch.long, device=self.device)
         """(B, K - 1): the actions between the context frames."""
         self.steps = np.zeros(batch_size, dtype=np.int64)
+        self.payments = None if self.reward_head is None else Payments(self.reward_head, batch_size, self.device)
 
     @property
     def _where(self) -> str:
@@ -436,6 +440,8 @@ class World:
         self.context[index] = z
         self.actions[index] = torch.from_numpy(between).to(self.device)
         self.steps[index] = 0
+        if self.payments is not None:
+            self.payments.reset(index)
         for j, w in enumerate(index):
             self.generators[w].manual_seed((0 if seed is None else int(seed)) + j)
         return np.repeat(frames[-1:], len(index), axis=0)
@@ -505,8 +511,8 @@ class World:
         if not torch.isfinite(nxt).all():
             raise CheckpointError(f"{self._where}: the world drew NaN or infinite values at step {int(self.steps.max()) + 1}; "
                                   "its networks are broken")
-        if self.reward_head is not None:
-            reward, ended = predict_reward(self.reward_head, self.context, acts, nxt)
+        if self.payments is not None:
+            reward, ended = self.payments(self.context, acts, nxt)
         else:
             reward, ended = torch.zeros(self.batch_size), torch.zeros(self.batch_size, dtype=torch.bool)
         frames = self.codec.decode(nxt)
@@ -521,7 +527,8 @@ class World:
         """A snapshot of the batch (tensors are copied; the world goes on unaffected)."""
         if self.context is None:
             raise RuntimeError("call reset() before get_state()")
-        return WorldState(self.context.clone(), self.actions.clone(), [g.get_state() for g in self.generators], self.steps.copy())
+        return WorldState(self.context.clone(), self.actions.clone(), [g.get_state() for g in self.generators], self.steps.copy(),
+                          None if self.payments is None else self.payments.last.clone())
 
     def set_state(self, state: WorldState) -> None:
         """Return to a snapshot; stepping on from it repeats exactly what followed it."""
@@ -532,3 +539,5 @@ class World:
         for g, rng in zip(self.generators, state.rng):
             g.set_state(rng)
         self.steps = state.steps.copy()
+        if self.payments is not None and state.events is not None:
+            self.payments.last = state.events.to(self.device).clone()

@@ -12,7 +12,7 @@ MAX_COLOUR_DISTANCE = 60.0
 """A pixel further than this (RGB, 0-255) from every scene colour belongs to no sprite:
 blends at blurred edges fall here instead of passing for a third colour."""
 
-_MIN_AREA = {"player": 6.0, "coins": 2.5, "enemies": 5.0, "flag": 4.0}
+MIN_AREA = {"player": 6.0, "coins": 2.5, "enemies": 5.0, "flag": 4.0}
 """Smallest sprite core, in pixels of a 64x64 frame, that survives noise and a 3x3 blur."""
 
 
@@ -50,7 +50,7 @@ def objects_in(labels: np.ndarray) -> dict[str, np.ndarray]:
             continue
         index = np.arange(1, n + 1)
         areas = ndimage.sum_labels(np.ones_like(regions), regions, index)
-        keep = index[areas >= _MIN_AREA[kind] * scale**2]
+        keep = index[areas >= MIN_AREA[kind] * scale**2]
         if kind == "player" and keep.size:
             keep = keep[[np.argmax(areas[keep - 1])]]
         centres = np.array(ndimage.center_of_mass(np.ones_like(regions), regions, keep)).reshape(-1, 2)

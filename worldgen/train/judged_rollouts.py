@@ -7,13 +7,17 @@ world for 0.5 in the real game). So the head also learns from the frames agents 
 long open-loop rollouts of the world itself, each step labelled by the game's rules read
 from the generated pictures (the kit's `events`). The pool is drawn once, before training,
 from a fixed seed, so a resumed run trains on the same pool; with a `cache` file it is drawn
-only once (the Platformer's pool is 20 minutes of CPU) and read back while its recipe holds.
+only once (the Platformer's pool is 20 minutes of CPU) and read back while its recipe holds;
+when only the rules have changed since, its frames are judged again (a few minutes), not drawn.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +75,15 @@ class JudgedPool:
                  device: torch.device, cache: Path | None = None) -> None:
         cfg.validate()
         self.k, self.frames = windows.context, cfg.frames
-        recipe = _recipe(cfg, windows)
-        stored = _read_cache(cache, recipe) if cache is not None else None
+        recipe, rules_id = _recipe(cfg, windows), _rules_id(rules)
+        stored, labelled_by = _read_cache(cache, recipe) if cache is not None else (None, None)
         if stored is None:
-            stored = self._draw(cfg, windows, codec, rules, device)
+            stored = self._draw(cfg, windows, codec, device)
+        if labelled_by != rules_id:  # drawn now, or drawn before the rules changed: label it (again)
+            stored.update(self._label(stored["latents"], codec, rules, device))
             if cache is not None:
                 with atomic_path(cache) as tmp:
-                    save_file(stored, str(tmp), metadata={"recipe": recipe})
+                    save_file(stored, str(tmp), metadata={"recipe": recipe, "rules": rules_id})
         self.latents, self.actions = stored["latents"], stored["actions"]  # (N, K + H, ...), (N, K + H - 1)
         self.rewards, self.ended = stored["rewards"], stored["ended"]  # (N, H)
         n_val = max(1, int(round(cfg.rollouts * cfg.val_fraction)))
@@ -86,7 +92,7 @@ class JudgedPool:
         flags = (self.rewards != 0) | self.ended
         self.train_events = self.train_index[flags.flatten()[self.train_index]]
 
-    def _draw(self, cfg: JudgedRolloutConfig, windows: WindowDataset, codec: LatentCodec, rules: EventRules,
+    def _draw(self, cfg: JudgedRolloutConfig, windows: WindowDataset, codec: LatentCodec,
               device: torch.device) -> dict[str, torch.Tensor]:
         net, config = load_export(Path(cfg.world), "dynamics", device)
         net.requires_grad_(False)
@@ -97,7 +103,7 @@ class JudgedPool:
         rng = np.random.default_rng(cfg.seed)
         starts = rng.integers(len(windows), size=cfg.rollouts)
         padding = RandomRepeatPolicy(net.cfg.num_actions, seed=cfg.seed)
-        latents, actions, rewards, ended = [], [], [], []
+        latents, actions = [], []
         g = torch.Generator(device).manual_seed(cfg.seed)
         for lo in tqdm(range(0, cfg.rollouts, cfg.chunk), desc="judged rollouts", unit="chunk", leave=False):
             chunk = starts[lo : lo + cfg.chunk]
@@ -106,15 +112,19 @@ class JudgedPool:
             acts = np.stack([self._actions(windows, int(i), it["actions"].numpy(), cfg.frames, padding) for i, it in zip(chunk, items)])
             generated = torch.stack(list(rollout_steps(net, context, torch.from_numpy(acts).to(device),
                                                        sampler, g)), dim=1)  # (n, H, C, h, w)
-            seq = torch.cat([context, generated], dim=1)  # (n, K + H, C, h, w)
-            frames = codec.decode(seq[:, k - 1 :])  # (n, H + 1, H_px, W_px, 3): the last real frame, then the world's
-            judged = [rules(f) for f in frames]
-            latents.append(seq.half().cpu())
+            latents.append(torch.cat([context, generated], dim=1).half().cpu())  # (n, K + H, C, h, w)
             actions.append(torch.from_numpy(acts))
-            rewards.append(torch.from_numpy(np.stack([j[0] for j in judged])))
-            ended.append(torch.from_numpy(np.stack([j[1] for j in judged])))
-        return {"latents": torch.cat(latents), "actions": torch.cat(actions),
-                "rewards": torch.cat(rewards), "ended": torch.cat(ended)}
+        return {"latents": torch.cat(latents), "actions": torch.cat(actions)}
+
+    def _label(self, latents: torch.Tensor, codec: LatentCodec, rules: EventRules, device: torch.device) -> dict[str, torch.Tensor]:
+        """The rules' rewards and endings (N, H) for rollouts of latents (N, K + H, ...), read
+        from their decoded frames: the last real frame's latent, then the world's."""
+        rewards, ended = [], []
+        for seq in tqdm(latents, desc="judging rollouts by the rules", unit="rollout", leave=False):
+            judged = rules(codec.decode(seq[self.k - 1 :].float().to(device)))
+            rewards.append(torch.from_numpy(judged[0]))
+            ended.append(torch.from_numpy(judged[1]))
+        return {"rewards": torch.stack(rewards), "ended": torch.stack(ended)}
 
     @staticmethod
     def _actions(windows: WindowDataset, index: int, context_actions: np.ndarray, frames: int,
@@ -154,11 +164,24 @@ def _recipe(cfg: JudgedRolloutConfig, windows: WindowDataset) -> str:
                       sort_keys=True)
 
 
-def _read_cache(cache: Path, recipe: str) -> dict[str, torch.Tensor] | None:
-    """The pool stored in `cache` if it was drawn from `recipe`, else None (it is drawn again)."""
+def _rules_id(rules: EventRules) -> str:
+    """The rules by name and by the source of their module, so that a pool labelled before the
+    rules were mended is labelled again rather than read back with the old labels."""
+    module = sys.modules.get(rules.__module__)
+    try:
+        source = inspect.getsource(module) if module is not None else ""
+    except (OSError, TypeError):  # no source to read (built in, or defined where it is gone)
+        source = ""
+    return f"{rules.__module__}.{getattr(rules, '__qualname__', type(rules).__name__)}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+
+
+def _read_cache(cache: Path, recipe: str) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+    """The pool stored in `cache` if it was drawn from `recipe` (else None: it is drawn again),
+    and the rules its labels came from."""
     if not Path(cache).exists():
-        return None
+        return None, None
     with safe_open(str(cache), framework="pt") as f:
-        if (f.metadata() or {}).get("recipe") != recipe:
-            return None
-        return {key: f.get_tensor(key) for key in f.keys()}
+        meta = f.metadata() or {}
+        if meta.get("recipe") != recipe:
+            return None, None
+        return {key: f.get_tensor(key) for key in f.keys()}, meta.get("rules")

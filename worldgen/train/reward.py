@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.reward import REWARD_PRESETS, RewardConfig, RewardHead, reward_values
+from models.reward import REPEATS_FOR_PAY_ONCE, REWARD_PRESETS, RewardConfig, RewardHead, repeated_events, reward_values
 from worldgen.checkpoint import save_weights
 from worldgen.codec import LatentCodec
 from worldgen.data.windows import WindowDataset
@@ -76,8 +76,9 @@ class RewardStage:
                              "(`worldgen data label --rules ENV_ID`) or pack the world without a reward head (`worldgen pack --reward ''`)")
         cfg.model.num_actions = len(self.data.train.episodes.action_meanings)
         cfg.model.latent_channels = self.data.train.latents.latent_shape[0]
-        cfg.model.values = reward_values(np.concatenate([s.rewards for part in (self.data.train, self.data.val)
-                                                         for s in part.episodes.shards]))
+        rewards = [s.rewards for part in (self.data.train, self.data.val) for s in part.episodes.shards]
+        cfg.model.values = reward_values(np.concatenate(rewards))
+        cfg.model.pay_once = repeated_events(rewards) < REPEATS_FOR_PAY_ONCE
         self.head = RewardHead(cfg.model)
         self.draws = EventDraws(event_windows(self.data.train), self.data.train.episode_of(np.arange(len(self.data.train))),
                                 cfg.event_fraction, cfg.near_event_fraction)
