@@ -169,6 +169,16 @@ def test_a_method_can_play_at_its_own_context_noise(streams):
     assert np.abs(noisy[0, 0].astype(int) - streams[0].frames[K - 1]).mean() > 10
 
 
+def test_a_built_in_games_kit_is_found_before_anything_imported_it():
+    import subprocess
+    import sys
+
+    code = ("import sys; from worldgen.kit import kit_for; assert 'envs' not in sys.modules; "
+            "kit = kit_for('envs:worldgen/Platformer-v0'); assert kit.policy is not None and kit.events is not None; "
+            "assert kit_for('ALE/Freeway-v5').events is not None; assert kit_for('my/Game-v0').policy is None")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_a_game_without_a_kit_is_judged_by_its_colours(streams):
     frames = 40
     real = np.stack([s.frames[K : K + frames] for s in streams])

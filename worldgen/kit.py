@@ -1,12 +1,14 @@
 """Game kits: what worldgen knows of a source game beyond its Gymnasium API.
 
-A game registers its kit under its env id (the Platformer does so when `envs` is imported);
+A game registers its kit under its env id (this project's games and the Atari games do so in
+`envs`, which `kit_for` imports when first asked for one of them);
 collection, evaluation and the CLI ask `kit_for(env_id)` and name no game. A game without a
 kit still works everywhere, with random play and the generic measures.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -83,7 +85,17 @@ def register_kit(env_id: str, kit: GameKit) -> None:
     _KITS[env_id] = kit
 
 
+BUILT_IN_KITS = "envs"
+"""The package whose import registers the kits of this project's games and of the Atari games
+(`worldgen/...`, `ALE/...`)."""
+
+
 def kit_for(env_id: str) -> GameKit:
     """The kit of a game (an empty one if it has none). Ids may carry the module that registers
-    the game, as world.json's `envs:worldgen/Platformer-v0` does."""
-    return _KITS.get(env_id.rpartition(":")[2], GameKit())
+    the game, as world.json's `envs:worldgen/Platformer-v0` does. The built-in kits are loaded on
+    first use: a script that asked for the Platformer's kit before anything had imported them got
+    an empty one, and judged a world on random play where the scripted player was meant."""
+    game = env_id.rpartition(":")[2]
+    if game not in _KITS and game.startswith(("worldgen/", "ALE/")):
+        importlib.import_module(BUILT_IN_KITS)
+    return _KITS.get(game, GameKit())
