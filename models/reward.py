@@ -71,6 +71,17 @@ def pay_once(reward: torch.Tensor, ended: torch.Tensor, last: torch.Tensor) -> t
     return torch.where(repeat, torch.zeros_like(reward), reward), ended & (last[:, 1] == 0), now
 
 
+def pay_once_along(reward: torch.Tensor, ended: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pay_once` along the steps of (R, H) streams, each read from its start."""
+    last = torch.zeros(len(reward), 2, dtype=reward.dtype, device=reward.device)
+    paid, stop = [], []
+    for t in range(reward.shape[1]):
+        r, e, last = pay_once(reward[:, t], ended[:, t], last)
+        paid.append(r)
+        stop.append(e)
+    return torch.stack(paid, dim=1), torch.stack(stop, dim=1)
+
+
 def snap_rewards(reward: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Each reward replaced by the nearest of `values` (1-D; empty: unchanged)."""
     if not len(values):

@@ -59,7 +59,7 @@ def test_a_run_of_steps_read_as_one_event_pays_once_where_the_game_never_repeats
     import torch
 
     from models.export import load_export
-    from models.reward import RewardHead, pay_once, repeated_events
+    from models.reward import RewardHead, pay_once, pay_once_along, repeated_events
     from worldgen.world import read_spec
 
     reward, ended = torch.tensor([1.0, 1.0, -1.0, 0.0]), torch.tensor([False, True, True, False])
@@ -70,6 +70,9 @@ def test_a_run_of_steps_read_as_one_event_pays_once_where_the_game_never_repeats
     # 1 of these 4 events follows one of its own sign (a death after a coin does not)
     assert repeated_events([np.array([0, 1, 1, 0, -1], np.float32), np.array([1, 0], np.float32)]) == 0.25
     assert repeated_events([np.zeros(5, np.float32)]) == 0.0
+    streams = torch.tensor([[1.0, 1.0, 0.0, 1.0], [-1.0, -1.0, 1.0, 0.0]])  # along the steps, as eval reads a pool
+    paid, stop = pay_once_along(streams, torch.tensor([[False, True, True, False]] * 2))
+    assert paid.tolist() == [[1, 0, 0, 1], [-1, 0, 1, 0]] and stop.tolist() == [[False, True, False, False]] * 2
 
     class CoinEveryStep(RewardHead):  # reads a coin taken on every step: a coin fading over many frames
         def forward(self, context, actions, next_latent):

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.reward import REPEATS_FOR_PAY_ONCE, REWARD_PRESETS, RewardConfig, RewardHead, repeated_events, reward_values
+from models.reward import (REPEATS_FOR_PAY_ONCE, REWARD_PRESETS, RewardConfig, RewardHead, pay_once_along, repeated_events,
+                           reward_values)
 from worldgen.checkpoint import save_weights
 from worldgen.codec import LatentCodec
 from worldgen.data.windows import WindowDataset
@@ -139,10 +140,11 @@ class RewardStage:
 
     def evaluate(self, ema: dict[str, nn.Module], ctx: Context, writer: Any) -> dict[str, float]:
         """Event precision and recall on held-out real windows and, with a pool, on its held-out
-        rollouts (`own_` scores: the rules read from the world's frames are the truth)."""
+        rollouts (`own_` scores: the rules read from the world's frames are the truth, and the
+        head pays as the world does, once per run of steps it reads as one event)."""
         scores = _scores(ema["head"], [self.data.batch(self.data.val, c) for c in self.val_index.split(256)])
         if self.pool is not None:
-            own = _scores(ema["head"], [self.pool.batch(c, ctx.device) for c in self.pool.val_index.split(256)])
+            own = _scores(ema["head"], [self.pool.batch(c, ctx.device) for c in self.pool.val_index.split(256)], self.pool.frames)
             scores.update({f"own_{key}": value for key, value in own.items()})
         return scores
 
@@ -181,13 +183,18 @@ class EventDraws:
         return index, self.weight[index]
 
 
-def _scores(head: nn.Module, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+def _scores(head: nn.Module, batches: list[dict[str, torch.Tensor]], stream: int | None = None) -> dict[str, float]:
+    """Event precision and recall of the head on `batches`; where they are whole streams of
+    `stream` steps in order (the pool's rollouts), paid as the world pays them (`pay_once`)."""
     from worldgen.metrics import event_scores
 
     preds = [predict_reward(head, b["context"], b["actions"], b["target"]) for b in batches]
+    reward, ended = (torch.cat([p[i] for p in preds]) for i in (0, 1))
+    if stream is not None and head.cfg.pay_once:
+        reward, ended = (x.flatten() for x in pay_once_along(reward.view(-1, stream), ended.view(-1, stream)))
     cat = lambda xs: torch.cat(xs).cpu().numpy()  # noqa: E731
-    return event_scores(cat([p[0] for p in preds]), cat([b["reward"] for b in batches]),
-                        cat([p[1] for p in preds]), cat([b["terminated"] for b in batches]))
+    return event_scores(reward.cpu().numpy(), cat([b["reward"] for b in batches]),
+                        ended.cpu().numpy(), cat([b["terminated"] for b in batches]))
 
 
 def apply_preset(cfg: RewardTrainConfig) -> None:
