@@ -125,15 +125,15 @@ class Payments:
     each stream's last step; `reset` clears streams that start again."""
 
     def __init__(self, head: nn.Module, batch: int, device: torch.device | str) -> None:
-        self.head = head
+        self.head, self.once = head, head.cfg.pay_once
         self.last = torch.zeros(batch, 2, device=device)
         """(B, 2) the previous step's event sign and ending, as the head read them."""
 
     def __call__(self, context: torch.Tensor, actions: torch.Tensor, next_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         reward, ended = predict_reward(self.head, context, actions, next_latent)
-        if not self.head.cfg.pay_once:
+        if not self.once:
             return reward, ended
-        reward, ended, self.last = pay_once(reward, ended, self.last.to(reward.device))
+        reward, ended, self.last = pay_once(reward, ended, self.last)
         return reward, ended
 
     def reset(self, index: list[int] | slice = slice(None)) -> None:
