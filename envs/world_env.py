@@ -17,17 +17,50 @@ from worldgen.world import World
 _LEVEL_SEEDS = 2**31 - 1
 
 
-def _prompt(options: dict[str, Any] | None, rng: np.random.Generator) -> tuple[Any, Any, int]:
-    """(prompt, prompt actions, noise seed) for a reset: the caller's prompt, or a random level
-    of the source game, drawn from the env's generator so `reset(seed=...)` decides everything."""
+class RecordedStarts:
+    """Episode starts drawn from recorded play: the K frames up to a random step of a dataset, and
+    the actions between them. An agent that starts where the recordings went (far into a level,
+    beside an enemy, before the flag) meets what a level's first frame would only show it after
+    hundreds of steps, in a world that has not yet drifted: DIAMOND starts its imagined episodes
+    from real frames the same way."""
+
+    def __init__(self, data: str | Path, context: int, frame_size: int) -> None:
+        from worldgen.data.windows import WindowDataset
+
+        self.windows = WindowDataset(Path(data), context=context - 1, split="all")
+        shape = self.windows.episodes.frame_shape
+        if tuple(shape[:2]) != (frame_size, frame_size):
+            raise ValueError(f"{data}: frames {shape[0]}x{shape[1]}, but the world draws {frame_size}x{frame_size}; "
+                             "start from recordings of the world's own source game")
+        if not self.windows.episodes.actions_known:
+            raise ValueError(f"{data} was made from video and holds no actions; starts need the recorded actions")
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(frames (K, H, W, 3) uint8, the K - 1 actions between them), never an episode's last
+        frame after a death or a win: a start is a state to play on from."""
+        while True:
+            window = self.windows[int(rng.integers(len(self.windows)))]
+            if not bool(window["terminated"]):
+                frames = np.concatenate([window["context"].numpy(), window["target"].numpy()[None]])
+                return frames, window["actions"].numpy()
+
+
+def _prompt(options: dict[str, Any] | None, rng: np.random.Generator, starts: RecordedStarts | None = None) -> tuple[Any, Any, int]:
+    """(prompt, prompt actions, noise seed) for a reset: the caller's prompt, else a random
+    recorded state (`starts`) or a random level of the source game, drawn from the env's
+    generator so `reset(seed=...)` decides everything."""
     options = options or {}
     unknown = set(options) - {"prompt", "prompt_actions"}
     if unknown:
         raise ValueError(f"unknown reset options {sorted(unknown)}; a world env takes prompt and prompt_actions")
     level = int(rng.integers(_LEVEL_SEEDS))
     noise = int(rng.integers(_LEVEL_SEEDS))
-    prompt = options.get("prompt", level)
-    return prompt, options.get("prompt_actions"), noise
+    if "prompt" in options:
+        return options["prompt"], options.get("prompt_actions"), noise
+    if starts is not None:
+        frames, actions = starts.draw(rng)
+        return frames, actions, noise
+    return level, options.get("prompt_actions"), noise
 
 
 class WorldEnv(FrameEnv):
@@ -48,7 +81,8 @@ class WorldEnv(FrameEnv):
     ## Starting State
     `reset(seed=s)` starts from a random level of the source game (drawn from the seed);
     `options={"prompt": frames or image path or level seed, "prompt_actions": [...]}` starts
-    from your own frames (the last K are used) or any image.
+    from your own frames (the last K are used) or any image. With `starts=DATA` (a dataset
+    folder of the source game), a reset without a prompt starts from a random recorded state.
 
     ## Episode End
     Terminated when the reward head predicts the episode ends; truncated at
@@ -61,6 +95,7 @@ class WorldEnv(FrameEnv):
     | `sampling_steps` | world default  | 1 or 2 for a consistency world           |
     | `device`         | `"auto"`       | CUDA when present, else CPU              |
     | `render_mode`    | None           | `"rgb_array"` or `"human"`               |
+    | `starts`         | None           | dataset folder: start from recorded play |
 
     ## Vectorized environment
     `gym.make_vec("worldgen/World-v0", num_envs=N, vectorization_mode="vector_entry_point")`
@@ -73,11 +108,13 @@ class WorldEnv(FrameEnv):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
 
     def __init__(
-        self, world: str | Path = "platformer", sampling_steps: int | None = None, device: str = "auto", render_mode: str | None = None
+        self, world: str | Path = "platformer", sampling_steps: int | None = None, device: str = "auto",
+        render_mode: str | None = None, starts: str | Path | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.world = World(world, sampling_steps=sampling_steps, device=device, batch_size=1)
+        self.starts = None if starts is None else RecordedStarts(starts, self.world.spec.context, self.world.spec.frame_size)
         size = self.world.spec.frame_size
         self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.action_space = spaces.Discrete(len(self.world.action_meanings))
@@ -90,7 +127,7 @@ class WorldEnv(FrameEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        prompt, actions, noise = _prompt(options, self.np_random)
+        prompt, actions, noise = _prompt(options, self.np_random, self.starts)
         self._frame = self.world.reset(prompt, actions, seed=noise)[0]
         if self.render_mode == "human":
             self.render()
@@ -114,7 +151,8 @@ class WorldVectorEnv(VectorEnv):
     Autoreset: NEXT_STEP by default (Gymnasium's default: the step after an episode ends
     resets that world, ignores its action and returns reward 0), or SAME_STEP with
     `autoreset_mode="same_step"` (the ending step already returns the new episode's first
-    frame, and the last frame in `info["final_obs"]`, as stable-baselines3 expects).
+    frame, and the last frame in `info["final_obs"]`, as stable-baselines3 expects). `starts`,
+    `max_episode_steps`: as `WorldEnv`'s starts, and the episode cut.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30, "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -128,6 +166,7 @@ class WorldVectorEnv(VectorEnv):
         render_mode: str | None = None,
         max_episode_steps: int | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        starts: str | Path | None = None,
     ) -> None:
         modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
         self.autoreset_mode = modes.get(autoreset_mode, autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
@@ -136,6 +175,7 @@ class WorldVectorEnv(VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.num_envs = num_envs
         self.world = World(world, sampling_steps=sampling_steps, device=device, batch_size=num_envs)
+        self.starts = None if starts is None else RecordedStarts(starts, self.world.spec.context, self.world.spec.frame_size)
         size = self.world.spec.frame_size
         self.single_observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.single_action_space = spaces.Discrete(len(self.world.action_meanings))
@@ -162,7 +202,7 @@ class WorldVectorEnv(VectorEnv):
         return self._frames.copy(), {}
 
     def _reset_one(self, i: int, options: dict[str, Any] | None) -> None:
-        prompt, actions, noise = _prompt(options, self._rngs[i])
+        prompt, actions, noise = _prompt(options, self._rngs[i], self.starts)
         self._frames[i] = self.world.reset(prompt, actions, seed=noise, worlds=[i])[0]
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:

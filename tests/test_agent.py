@@ -48,6 +48,18 @@ def test_a_world_trained_agent_is_saved_and_scored_in_the_real_game(tiny_world, 
     assert not (tmp_path / "where.zip").exists()
 
 
+def test_an_agent_trains_in_a_world_from_recorded_states(tiny_world, tiny_dataset, tmp_path, capsys):
+    agent = tmp_path / "agent.zip"
+    args = ["agent", "train", "--world", str(tiny_world), "--steps", "32", "--num-envs", "2", "--n-steps", "16",
+            "--max-episode-steps", "8", "--threads", "1", "--starts", str(tiny_dataset), "--out", str(agent)]
+    assert main(args) == 0 and agent.stat().st_size > 0
+    assert "episodes started from" in capsys.readouterr().out
+    assert main([*args[:-1], str(tmp_path / "real.zip"), "--real-env", PLATFORMER]) == 2
+    assert "the real game starts its own levels" in capsys.readouterr().err
+    assert main([*args[:-3], str(tmp_path), "--out", str(tmp_path / "none.zip")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
 def test_a_stopped_training_leaves_a_checkpoint_that_resume_trains_on_to_the_steps_asked(tiny_world, tmp_path, monkeypatch,
                                                                                          capsys):
     import worldgen.agent

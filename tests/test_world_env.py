@@ -85,3 +85,31 @@ def test_same_step_autoreset_returns_the_new_episode_at_once(tiny_world):
     for i in np.flatnonzero(done):
         assert info["final_obs"][i].shape == (64, 64, 3)
         assert not np.array_equal(info["final_obs"][i], obs[i])
+
+
+def test_starts_from_recorded_play_draw_recorded_states_seeded(tiny_world, tiny_dataset):
+    from worldgen.data.dataset import EpisodeDataset
+
+    episodes = EpisodeDataset(tiny_dataset)
+    recorded = {f.tobytes() for shard in episodes.shards for f in shard.frames()}
+    last_of_deaths = {shard.frames()[-1].tobytes() for shard in episodes.shards if shard.terminated[-1]}
+    venv = gym.make_vec(ID, num_envs=8, vectorization_mode="vector_entry_point", world=str(tiny_world),
+                        starts=str(tiny_dataset), autoreset_mode="same_step")
+    first, _ = venv.reset(seed=0)
+    assert all(f.tobytes() in recorded and f.tobytes() not in last_of_deaths for f in first)
+    assert len({f.tobytes() for f in first}) > 1  # each world its own state
+    assert np.array_equal(venv.reset(seed=0)[0], first)
+    assert not np.array_equal(venv.reset(seed=1)[0], first)
+    single = gym.make(ID, world=str(tiny_world), starts=str(tiny_dataset))
+    assert single.reset(seed=0)[0].tobytes() in recorded
+    real = gym.make("worldgen/Platformer-v0").reset(seed=3)[0]  # a caller's prompt still wins
+    assert np.array_equal(single.reset(seed=0, options={"prompt": real[None]})[0], real)
+
+
+def test_starts_refuse_recordings_a_world_cannot_start_from(tiny_world, tiny_dataset, tmp_path):
+    from envs.world_env import RecordedStarts
+
+    with pytest.raises(ValueError, match="frames 64x64, but the world draws 32x32"):
+        RecordedStarts(tiny_dataset, context=4, frame_size=32)
+    with pytest.raises(ValueError, match="manifest"):
+        RecordedStarts(tmp_path, context=4, frame_size=64)

@@ -415,6 +415,8 @@ def _agent_train(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device))
     if not args.resume:
         _outputs_free([args.out], [], args.force)
+    if args.real_env and args.starts:
+        raise ValueError("--starts sets where episodes in a world begin; the real game starts its own levels (drop --starts or --real-env)")
     if args.real_env:
         size = read_spec(resolve_world(args.world)).frame_size  # the frames an agent of this world sees
         vec_env = real_vec_env(lambda: gym.wrappers.TimeLimit(make_source_env(args.real_env, size), args.max_episode_steps), args.num_envs)
@@ -423,8 +425,8 @@ def _agent_train(args: argparse.Namespace) -> int:
         World(args.world, device=device, trusted_modules=args.trust_module)  # a bad world fails here, before any env
         vec_env = world_vec_env(gym.make_vec("worldgen/World-v0", num_envs=args.num_envs, vectorization_mode="vector_entry_point",
                                              world=str(args.world), max_episode_steps=args.max_episode_steps, device=device,
-                                             autoreset_mode="same_step"))
-        where = f"world {args.world}"
+                                             autoreset_mode="same_step", starts=args.starts))
+        where = f"world {args.world}" + (f", episodes started from {args.starts}" if args.starts else "")
     out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard,
                       frame_stack=args.frame_stack, gamma=args.gamma, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, device=device)
@@ -661,6 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=_positive, default=16, help="worlds stepped in one batched model call")
     p.add_argument("--n-steps", type=_positive, default=128, help="rollout length per env between updates")
     p.add_argument("--max-episode-steps", type=_positive, default=1000, help="training episodes (in the world or the real game) are cut after this many steps")
+    p.add_argument("--starts", type=Path, default=None, metavar="DATA",
+                   help="start each episode in the world from a random state of this recorded play of the source game "
+                        "(the world's own training data), not from a level's first frame")
     p.add_argument("--ent-coef", type=float, default=0.01, help="entropy bonus (keeps exploring until sparse rewards are found)")
     p.add_argument("--frame-stack", type=_positive, default=1,
                    help="frames the policy sees at once (motion, not only places; 4 learnt less than 1 in 200k Platformer steps)")
