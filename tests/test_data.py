@@ -259,6 +259,24 @@ def test_windows_never_mix_episodes_and_follow_the_actions(tagged_data):
     assert windows[0]["context"].shape == (k, 8, 8, 3) and windows[0]["context"].dtype.is_floating_point is False
 
 
+def test_ending_windows_are_the_last_frames_of_episodes_that_terminated(tmp_path):
+    from worldgen.data.storage import add_to_manifest, new_manifest, shard_entry, shard_name, write_manifest
+
+    manifest = new_manifest("test/Tagged-v0", [f"A{i}" for i in range(6)], (8, 8, 3))
+    lengths = [30, 3, 50, 40]
+    for tag, steps in enumerate(lengths):
+        episode = _episode(steps, tag)
+        if tag == 3:  # cut by a time limit: no ending
+            episode.terminated[:], episode.truncated[-1] = False, True
+        write_shard(tmp_path / shard_name(tag), episode, "test/Tagged-v0")
+        add_to_manifest(manifest, shard_entry(shard_name(tag), episode))
+    write_manifest(tmp_path, manifest)
+    windows = WindowDataset(tmp_path, context=2, split="all")
+    ending = windows.ending_windows(10)
+    seen = sorted((int(windows[int(i)]["target"][0, 0, 0]), int(windows[int(i)]["target"][0, 0, 1])) for i in ending)
+    assert seen == [(0, t) for t in range(21, 31)] + [(1, t) for t in range(1, 4)] + [(2, t) for t in range(41, 51)]
+
+
 def test_a_batch_gathered_at_once_equals_its_windows_one_by_one(tagged_data):
     import torch
 

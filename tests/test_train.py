@@ -95,6 +95,23 @@ def test_validation_rollouts_tell_a_network_that_ignores_the_keys(tiny_world_run
     assert sighted["rollout_dpsnr_h8"] != 0.0
 
 
+def test_batches_oversample_the_ends_of_episodes_when_asked(tiny_world_runs, tiny_dataset):
+    from worldgen.train.latent_data import EndingsConfig, LatentData
+
+    def drawn(endings):
+        data = LatentData(tiny_dataset, tiny_world_runs / "ae" / "export", 4, 0.2, 8, endings=endings)
+        data.batch = lambda dataset, index: index  # the windows drawn, not their latents
+        return data, data.sample(torch.Generator().manual_seed(0), 32)
+
+    data, index = drawn(EndingsConfig(share=0.25, frames=8))
+    ending = set(data.train.ending_windows(8).tolist())
+    assert ending and set(index[-8:].tolist()) <= ending  # a quarter of the batch from the endings
+    assert sum(int(i) in ending for i in index[:-8]) <= 4  # the rest as drawn uniformly (8 of ~5,000 windows end)
+    assert torch.equal(drawn(None)[1], torch.randint(len(data.train), (32,), generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match=r"endings.share must be in \[0, 1\)"):
+        drawn(EndingsConfig(share=1.0))
+
+
 @pytest.mark.parametrize("mode", ["scd", "sct"])
 def test_consistency_stages_start_from_the_teacher(tiny_world_runs, tiny_dataset, mode):
     out = tiny_world_runs / mode

@@ -67,6 +67,13 @@ class WindowDataset(Dataset):
         """The episode of each window in `indices`."""
         return np.searchsorted(self._ends, indices, side="right")
 
+    def ending_windows(self, frames: int) -> np.ndarray:
+        """The windows whose target is among the last `frames` frames of an episode that
+        terminated (a death, a win), not one cut by a time limit."""
+        ended = np.flatnonzero(self._terminated[self._ends - 1])
+        spans = [np.arange(max(self._step_starts[e], self._ends[e] - frames), self._ends[e]) for e in ended]
+        return np.concatenate(spans).astype(np.int64) if spans else np.zeros(0, dtype=np.int64)
+
     def locate(self, index: int) -> tuple[int, int]:
         """(episode, target frame) of window `index`."""
         if not 0 <= index < len(self):

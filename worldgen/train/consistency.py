@@ -64,7 +64,7 @@ class ConsistencyStage:
             self.teacher.requires_grad_(False)
         k = self.net.cfg.context
         self.data = LatentData(data, ae_folder, k, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames,
-                               device=run_device(cfg.run))
+                               device=run_device(cfg.run), endings=cfg.endings)
         self.own = OwnRollouts(cfg.own, k, "consistency")
         dims = math.prod(self.data.train.latents.latent_shape)
         self.weight = scm.AdaptiveWeight(init=-math.log(dims) if cfg.tangent_norm == "l2" else 0.0)

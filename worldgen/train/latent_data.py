@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +18,40 @@ from worldgen.rollout import Sampler, rollout
 from worldgen.scm import SIGMA_D
 
 
+@dataclass
+class EndingsConfig:
+    """Training batches that oversample the last frames of episodes that end (deaths, wins).
+
+    A level's end is rare in recorded play: on the Platformer the flag shows in about the last
+    30 frames of the episodes that reach it, 2% of the frames, and there the camera stops and
+    the player walks on to the flag. A world trained on uniform windows had not learnt that:
+    started 20 frames before the flag with the recorded actions, it scrolled the flag away as
+    if the level went on and paid the flag in 2 of 32 episodes, so agents in it never learnt
+    that the flag pays 10."""
+
+    share: float = 0.0
+    """Share of each batch drawn from the ending windows (0: off, windows uniform)."""
+    frames: int = 48
+    """How many steps before a terminated episode's last step count as its ending."""
+
+    def validate(self) -> None:
+        if not 0.0 <= self.share < 1.0:
+            raise ValueError(f"endings.share must be in [0, 1), got {self.share}")
+        if self.frames < 1:
+            raise ValueError(f"endings.frames must be at least 1, got {self.frames}")
+
+
 class LatentData:
     """Train and validation windows over latents (scaled to std sigma_d), the autoencoder that
     made them, and the real frames of the validation windows to measure against.
 
     `lead`: training windows carry that many frames (and actions) before the usual K, for
     stages that first roll the world out from the earliest of them (`OwnRollouts`). A missing
-    latent cache is encoded on `device` (the run's: a GPU encodes a dataset in seconds)."""
+    latent cache is encoded on `device` (the run's: a GPU encodes a dataset in seconds).
+    `endings`: how training batches oversample the ends of episodes (`EndingsConfig`)."""
 
     def __init__(self, data: Path, ae_folder: Path, context: int, val_fraction: float, val_windows: int, lead: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", endings: EndingsConfig | None = None) -> None:
         if not EpisodeDataset(data).actions_known:
             raise ValueError(f"{data} has no actions (made from video): learn them first with `worldgen train lam --data {data}`, "
                              "then train on the labelled copy `worldgen data label` writes")
@@ -38,6 +63,12 @@ class LatentData:
         g = torch.Generator().manual_seed(0)
         self.val_index = torch.randint(len(self.val), (min(val_windows, len(self.val)),), generator=g)
         self.device = torch.device(device)
+        self.endings = endings or EndingsConfig()
+        self.endings.validate()
+        self.ending_index = torch.from_numpy(self.train.ending_windows(self.endings.frames)) if self.endings.share else None
+        if self.ending_index is not None and not len(self.ending_index):
+            raise ValueError(f"endings.share is {self.endings.share}, but no training episode of {data} terminates "
+                             "(every one was cut by a time limit); set endings.share=0")
 
     def to(self, device: torch.device) -> None:
         self.device = device
@@ -50,7 +81,11 @@ class LatentData:
         return out
 
     def sample(self, generator: torch.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        return self.batch(self.train, torch.randint(len(self.train), (batch_size,), generator=generator))
+        ending = 0 if self.ending_index is None else round(self.endings.share * batch_size)
+        index = torch.randint(len(self.train), (batch_size - ending,), generator=generator)
+        if ending:
+            index = torch.cat([index, self.ending_index[torch.randint(len(self.ending_index), (ending,), generator=generator)]])
+        return self.batch(self.train, index)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents in sigma_d units (..., C, h, w) -> uint8 frames (..., H, W, 3)."""

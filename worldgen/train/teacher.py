@@ -17,7 +17,7 @@ from worldgen import scm
 from worldgen.checkpoint import save_weights
 from worldgen.rollout import Sampler, bind, noise_context, predict_next
 from worldgen.train.config import OptimConfig, RunConfig, preset
-from worldgen.train.latent_data import LatentData
+from worldgen.train.latent_data import EndingsConfig, LatentData
 from worldgen.train.loop import Context, Logs, run_device, unwrap
 from worldgen.train.own_rollout import OwnRolloutConfig, OwnRollouts
 
@@ -42,6 +42,8 @@ class DynamicsTrainConfig:
     val_windows: int = 64
     own: OwnRolloutConfig = field(default_factory=OwnRolloutConfig)
     """Training on the world's own rollouts (off by default: `own.share=0`)."""
+    endings: EndingsConfig = field(default_factory=EndingsConfig)
+    """Oversampling the ends of episodes (off by default: `endings.share=0`)."""
 
 
 @dataclass
@@ -70,7 +72,7 @@ class TeacherStage:
             cfg.model = self.net.cfg
             self.net.train()
         self.data = LatentData(data, ae_folder, cfg.model.context, cfg.run.val_fraction, cfg.val_windows, cfg.own.frames,
-                               device=run_device(cfg.run))
+                               device=run_device(cfg.run), endings=cfg.endings)
         actions, channels = len(self.data.train.episodes.action_meanings), self.data.train.latents.latent_shape[0]
         if cfg.init and (cfg.model.num_actions, cfg.model.latent_channels) != (actions, channels):
             raise ValueError(f"init: {cfg.init} takes {cfg.model.num_actions} actions and {cfg.model.latent_channels} latent channels, "
