@@ -298,6 +298,7 @@ def _eval(args: argparse.Namespace) -> int:
     import envs  # noqa: F401
     from models.export import load_export
     from worldgen.content import format_content, format_events
+    from worldgen.endings import ENDING_LEAD, ENDING_TOLERANCE, format_endings
     from worldgen.data.dataset import EpisodeDataset
     from worldgen.eval import Method
     from worldgen.lam import world_relabeller
@@ -350,6 +351,9 @@ def _eval(args: argparse.Namespace) -> int:
         if events:
             print("\nreward head on the world's own frames, precision / recall (truth: the game's rules read from "
                   "those frames; last column: the real game on the same actions):\n" + events)
+    if report.get("endings", {}).get("methods"):
+        print(f"\nepisode endings of real play on unseen levels, replayed in the world (from the real frames {ENDING_LEAD} "
+              f"steps before, the recorded actions; in time: within {ENDING_TOLERANCE} steps):\n" + format_endings(report["endings"]))
     print(f"wrote {args.out}/report.json" + ("" if args.content_only else ", psnr_vs_horizon.png, real_vs_generated.png")
           + (", content_vs_horizon.png, content_strip.png" if "content" in report else ""))
     return 0

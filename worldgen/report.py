@@ -13,6 +13,7 @@ from worldgen.atomic import atomic_path, write_json
 from worldgen.content import content_report, record_streams, write_content
 from worldgen.data.policies import RandomRepeatPolicy
 from worldgen.data.sources import probe_action_meanings
+from worldgen.endings import ENDING_LEVELS, endings_report, record_endings
 from worldgen.eval import Method, autoencoder_report, evaluate
 from worldgen.frames import frequent_colours, labelled_grid
 from worldgen.kit import colour_content, kit_for
@@ -131,8 +132,23 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
         report["content"] = long_play_report(world, methods, stream_seeds, content_streams, content_frames, log=log,
                                              relabel=relabel, palette_frames=np.concatenate([r.frames for r in refs]))
         write_content(report["content"], out)
+        if world.reward_head is not None:
+            first = len(seeds) + content_streams * 8
+            report["endings"] = replayed_endings(world, methods, held_out_seeds(first + ENDING_LEVELS, set(used_seeds))[first:],
+                                                 relabel, log)
     write_report(report, out)
     return report
+
+
+def replayed_endings(world: World, methods: list[Method], seeds: list[int],
+                     relabel: Callable[[np.ndarray], np.ndarray] | None = None,
+                     log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """The endings table (`worldgen.endings`) of `methods` on one episode of real play per level seed."""
+    endings = record_endings(world.make_source, _player(world, relabel)(2), seeds, world.spec.context)
+    if relabel is not None:
+        endings = [replace(e, actions=relabel(e.frames)) for e in endings]
+    log(f"endings: {len(endings)} of {len(seeds)} episodes ended, replayed in the world")
+    return endings_report(methods, endings, world.codec, world.spec.context, world.reward_head)
 
 
 def _player(world: World, relabel: Callable[[np.ndarray], np.ndarray] | None) -> Callable[[int], Any]:
