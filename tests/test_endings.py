@@ -7,7 +7,7 @@ from gymnasium import spaces
 
 from test_content import K, Identity, MarkerHead, Scripted
 from worldgen.codec import LatentCodec
-from worldgen.endings import Ending, endings_report, format_endings, record_endings
+from worldgen.endings import Ending, endings_report, format_endings, record_endings, write_endings
 from worldgen.eval import Method
 from worldgen.rollout import Sampler
 
@@ -51,7 +51,7 @@ def test_endings_keep_the_last_moments_of_episodes_that_ended():
         assert e.actions.tolist() == [t % 6 for t in range(length - K - lead, length)]
 
 
-def test_a_world_is_credited_for_an_ending_in_time_and_paid_as_the_game_paid():
+def test_a_world_is_credited_for_an_ending_in_time_and_paid_as_the_game_paid(tmp_path):
     lead, tolerance = 6, 2
     steps = lead + 1 + tolerance
     marks = {"in time": lead, "late, within the tolerance": lead + 2, "too late": lead + 3, "never": None, "unpaid": lead}
@@ -69,3 +69,9 @@ def test_a_world_is_credited_for_an_ending_in_time_and_paid_as_the_game_paid():
     assert report["methods"] == {"world": {"+1": {"n": 4, "ended": 2, "paid": 2}, "+10": {"n": 1, "ended": 1, "paid": 0}}}
     table = format_endings(report)
     assert "| world | +1 | 4 | 2 (50%) | 2 (50%) |" in table and "| world | +10 | 1 | 1 (100%) | 0 (0%) |" in table
+    columns, rows = report["_strip"]
+    assert columns[-1] == "the ending step" and [name for name, _ in rows] == ["+1, real game", "world", "+1, real game", "world",
+                                                                                 "+10, real game", "world"]
+    assert np.array_equal(rows[1][1][:, -64:], drawn[0][lead])  # the world's frame at the ending step
+    write_endings(report, tmp_path)
+    assert (tmp_path / "endings_strip.png").exists() and "_strip" not in report

@@ -146,7 +146,7 @@ def test_cli_pack_and_eval_write_a_report(trained_tiny_world, tiny_world_runs, t
     # Real episodes' endings on further unseen levels, replayed by every method with a network.
     endings = report["endings"]["methods"]
     assert set(endings) == names and {"-1", "+10"} <= set(endings["world 2-step"])
-    assert "episode endings of real play on unseen levels" in printed
+    assert "episode endings of real play on unseen levels" in printed and (out / "endings_strip.png").exists()
     lean = tmp_path / "lean"
     assert main(["eval", "--world", str(world), "--no-teacher", "--seeds", "1", "--horizons", "1,4", "--extra-steps", "8", "--out", str(lean),
                  "--content-frames", "0"]) == 0

@@ -355,7 +355,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"\nepisode endings of real play on unseen levels, replayed in the world (from the real frames {ENDING_LEAD} "
               f"steps before, the recorded actions; in time: within {ENDING_TOLERANCE} steps):\n" + format_endings(report["endings"]))
     print(f"wrote {args.out}/report.json" + ("" if args.content_only else ", psnr_vs_horizon.png, real_vs_generated.png")
-          + (", content_vs_horizon.png, content_strip.png" if "content" in report else ""))
+          + (", content_vs_horizon.png, content_strip.png" if "content" in report else "")
+          + (", endings_strip.png" if report.get("endings", {}).get("methods") else ""))
     return 0
 
 

@@ -13,19 +13,24 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from worldgen.atomic import atomic_path
 from worldgen.codec import LatentCodec
 from worldgen.eval import Method, generate
+from worldgen.frames import labelled_grid
 
 ENDING_LEAD = 20
 """Steps before each recorded ending that the world starts from."""
 ENDING_TOLERANCE = 4
 """Steps a replayed ending may come early or late: the world's player may run a little faster or
 slower than the game's and still reach the flag or the enemy."""
+STRIP_ENDINGS = 2
+"""Endings of each kind (what the game paid) shown in the strip."""
 ENDING_LEVELS = 48
 """Unseen levels played to their end for the table (the Platformer's explorer: about 15 wins and
 20 deaths)."""
@@ -71,17 +76,29 @@ def endings_report(methods: list[Method], endings: list[Ending], codec: LatentCo
     """Per method (those with a network) and per reward the game paid at the end: how many
     endings the world ended in time (its first ending within `tolerance` steps of the game's), and
     of those how many it paid as the game did. After the game's ending the world goes on with
-    that step's action held."""
+    that step's action held.
+
+    The report's `_strip` holds, for the first STRIP_ENDINGS endings of each kind, the real frames
+    and each method's at a few steps up to the ending (`write_endings` draws it)."""
     report: dict[str, Any] = {"lead": lead, "tolerance": tolerance, "methods": {}}
     if not endings:
         return report
+    kinds: dict[float, list[int]] = {}
+    for i, e in enumerate(endings):
+        kinds.setdefault(e.paid, []).append(i)
+    shown = [i for paid in sorted(kinds) for i in kinds[paid][:STRIP_ENDINGS]]
+    steps = [0, lead // 2, lead - 2, lead]  # world steps; step `lead` is the ending's
+    strip = {i: [(f"{endings[i].paid:+g}, real game", np.concatenate([endings[i].frames[k + s] for s in steps], axis=1))]
+             for i in shown}
     context = torch.stack([codec.encode(e.frames[:k]) for e in endings])  # (N, K, C, h, w)
     held = [np.concatenate([e.actions, np.full(tolerance, e.actions[-1])]) for e in endings]
     actions = torch.from_numpy(np.stack(held)).to(codec.device)  # (N, K - 1 + lead + 1 + tolerance)
     for m in methods:
         if m.net is None:
             continue
-        _, rewards, ended = generate(m, context, actions, codec, seed, reward_head)
+        generated, rewards, ended = generate(m, context, actions, codec, seed, reward_head)
+        for i in shown:
+            strip[i].append((m.name, np.concatenate([generated[i, s] for s in steps], axis=1)))
         groups: dict[str, dict[str, int]] = {}
         for row, e in enumerate(endings):
             group = groups.setdefault(f"{e.paid:+g}", {"n": 0, "ended": 0, "paid": 0})
@@ -91,7 +108,23 @@ def endings_report(methods: list[Method], endings: list[Ending], codec: LatentCo
                 group["ended"] += 1
                 group["paid"] += int(abs(float(rewards[row, first]) - e.paid) < 0.5)
         report["methods"][m.name] = dict(sorted(groups.items(), key=lambda kv: float(kv[0])))
+    report["_strip"] = ([f"{lead - s} steps before" if s < lead else "the ending step" for s in steps],
+                        [row for i in shown for row in strip[i]])
     return report
+
+
+def write_endings(report: dict[str, Any], out: Path, scale: int = 3) -> None:
+    """endings_strip.png in `out`: for a few endings of each kind, the real frames and each
+    method's up to the ending; drops the strip from the report, which then is plain JSON."""
+    columns, rows = report.pop("_strip", ([], []))
+    if not rows:
+        return
+    from PIL import Image
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "endings_strip.png", ".png") as tmp:
+        Image.fromarray(labelled_grid(rows, columns, scale)).save(tmp, format="PNG")
 
 
 def format_endings(report: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from worldgen.atomic import atomic_path, write_json
 from worldgen.content import content_report, record_streams, write_content
 from worldgen.data.policies import RandomRepeatPolicy
 from worldgen.data.sources import probe_action_meanings
-from worldgen.endings import ENDING_LEVELS, endings_report, record_endings
+from worldgen.endings import ENDING_LEVELS, endings_report, record_endings, write_endings
 from worldgen.eval import Method, autoencoder_report, evaluate
 from worldgen.frames import frequent_colours, labelled_grid
 from worldgen.kit import colour_content, kit_for
@@ -136,6 +136,7 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
             first = len(seeds) + content_streams * 8
             report["endings"] = replayed_endings(world, methods, held_out_seeds(first + ENDING_LEVELS, set(used_seeds))[first:],
                                                  relabel, log)
+            write_endings(report["endings"], out)
     write_report(report, out)
     return report
 
