@@ -27,9 +27,9 @@ class EndingsConfig:
     the player walks on to the flag. A world trained on uniform windows had not learnt that:
     started 20 frames before the flag with the recorded actions, it scrolled the flag away as
     if the level went on and paid the flag in 2 of 32 episodes, so agents in it never learnt
-    that the flag pays 10. A teacher fine-tuned with 30% of its batches from these ends played
-    out 4 of 10 flags (1 without); on its own rollouts it did not (README, *The moments that
-    decide an episode*)."""
+    that the flag pays 10. A teacher fine-tuned on real contexts with 30% of its batches from
+    these ends played out 4 of 10 flags and 9 of 24 deaths (2 and 7 without them); on its own
+    rollouts it played out almost none (README, *The moments that decide an episode*)."""
 
     share: float = 0.0
     """Share of each batch drawn from the ending windows (0: off, windows uniform)."""
