@@ -32,8 +32,8 @@ slower than the game's and still reach the flag or the enemy."""
 STRIP_ENDINGS = 2
 """Endings of each kind (what the game paid) shown in the strip."""
 ENDING_LEVELS = 48
-"""Unseen levels played to their end for the table (the Platformer's explorer: about 15 wins and
-20 deaths)."""
+"""Unseen levels played to their end for the table (the Platformer's explorer: 35 episodes
+ended, 10 at the flag and 25 in a death)."""
 
 
 @dataclass
