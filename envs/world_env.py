@@ -34,15 +34,17 @@ class RecordedStarts:
                              "start from recordings of the world's own source game")
         if not self.windows.episodes.actions_known:
             raise ValueError(f"{data} was made from video and holds no actions; starts need the recorded actions")
+        self.live = self.windows.live_windows()
+        if len(self.live) == 0:
+            raise ValueError(f"{data}: every recorded step ends its episode, so no state is left to start from; "
+                             "starts need episodes that go on for at least one step")
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(frames (K, H, W, 3) uint8, the K - 1 actions between them), never an episode's last
         frame after a death or a win: a start is a state to play on from."""
-        while True:
-            window = self.windows[int(rng.integers(len(self.windows)))]
-            if not bool(window["terminated"]):
-                frames = np.concatenate([window["context"].numpy(), window["target"].numpy()[None]])
-                return frames, window["actions"].numpy()
+        window = self.windows[int(self.live[rng.integers(len(self.live))])]
+        frames = np.concatenate([window["context"].numpy(), window["target"].numpy()[None]])
+        return frames, window["actions"].numpy()
 
 
 def _prompt(options: dict[str, Any] | None, rng: np.random.Generator, starts: RecordedStarts | None = None) -> tuple[Any, Any, int]:

@@ -275,6 +275,8 @@ def test_ending_windows_are_the_last_frames_of_episodes_that_terminated(tmp_path
     ending = windows.ending_windows(10)
     seen = sorted((int(windows[int(i)]["target"][0, 0, 0]), int(windows[int(i)]["target"][0, 0, 1])) for i in ending)
     assert seen == [(0, t) for t in range(21, 31)] + [(1, t) for t in range(1, 4)] + [(2, t) for t in range(41, 51)]
+    live = set(windows.live_windows().tolist())  # every window but the three that ended an episode
+    assert len(live) == sum(lengths) - 3 and not live & {29, 32, 82}
 
 
 def test_a_batch_gathered_at_once_equals_its_windows_one_by_one(tagged_data):

@@ -113,3 +113,16 @@ def test_starts_refuse_recordings_a_world_cannot_start_from(tiny_world, tiny_dat
         RecordedStarts(tiny_dataset, context=4, frame_size=32)
     with pytest.raises(ValueError, match="manifest"):
         RecordedStarts(tmp_path, context=4, frame_size=64)
+    from worldgen.data.storage import Episode, add_to_manifest, new_manifest, shard_entry, shard_name, write_manifest, write_shard
+
+    deaths = tmp_path / "deaths"  # every episode ends on its first step: nothing to play on from
+    deaths.mkdir()
+    manifest = new_manifest("test/Deaths-v0", ["NOOP", "RIGHT"], (64, 64, 3))
+    for i in range(3):
+        episode = Episode(frames=np.full((2, 64, 64, 3), i, np.uint8), actions=np.ones(1, np.int64),
+                          rewards=np.full(1, -1.0, np.float32), terminated=np.ones(1, bool), truncated=np.zeros(1, bool))
+        write_shard(deaths / shard_name(i), episode, "test/Deaths-v0")
+        add_to_manifest(manifest, shard_entry(shard_name(i), episode))
+    write_manifest(deaths, manifest)
+    with pytest.raises(ValueError, match="every recorded step ends its episode"):
+        RecordedStarts(deaths, context=4, frame_size=64)

@@ -74,6 +74,10 @@ class WindowDataset(Dataset):
         spans = [np.arange(max(self._step_starts[e], self._ends[e] - frames), self._ends[e]) for e in ended]
         return np.concatenate(spans).astype(np.int64) if spans else np.zeros(0, dtype=np.int64)
 
+    def live_windows(self) -> np.ndarray:
+        """The windows whose target step did not end its episode: states to play on from."""
+        return np.flatnonzero(~self._terminated).astype(np.int64)
+
     def locate(self, index: int) -> tuple[int, int]:
         """(episode, target frame) of window `index`."""
         if not 0 <= index < len(self):
