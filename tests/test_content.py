@@ -70,7 +70,7 @@ def test_streams_go_on_across_levels(streams):
 def test_platformer_content_counts_what_is_drawn(streams):
     frames = streams[0].frames
     c = platformer_content(frames)
-    assert set(c) == {"coins", "enemies", "platform_px", "gap_columns", "texture_px", "unsupported"}
+    assert set(c) == {"coins", "enemies", "flags", "platform_px", "gap_columns", "texture_px", "unsupported"}
     assert c["texture_px"].min() > 0 and c["coins"].sum() > 0
     # An emptied level: sky above a flat strip of grass, the player standing on it.
     empty = np.empty((3, 64, 64, 3), dtype=np.uint8)
@@ -79,7 +79,11 @@ def test_platformer_content_counts_what_is_drawn(streams):
     for f in empty:
         f[49:56, 20:25] = palette.PLAYER
     e = platformer_content(empty)
-    assert e["coins"].sum() == e["platform_px"].sum() == e["texture_px"].sum() == e["gap_columns"].sum() == 0
+    assert e["coins"].sum() == e["flags"].sum() == e["platform_px"].sum() == e["texture_px"].sum() == e["gap_columns"].sum() == 0
+    with_flag = empty.copy()  # the level's end comes into view in the last frame
+    with_flag[2, 40:56, 40] = palette.POLE
+    with_flag[2, 40:43, 41:46] = palette.FLAG
+    assert platformer_content(with_flag)["flags"].tolist() == [0.0, 0.0, 1.0]
     assert np.isnan(e["unsupported"][0]) and e["unsupported"][1:].tolist() == [0.0, 0.0]
     # The same player held up by nothing: one row higher, no grass under its feet, still.
     empty[:, 49:56, 20:25] = palette.SKY

@@ -139,7 +139,7 @@ def test_cli_pack_and_eval_write_a_report(trained_tiny_world, tiny_world_runs, t
     # The content section: every method with a network, the Platformer's kinds, bins up to 40 frames.
     content = report["content"]
     assert set(content["methods"]) == names and content["bins"] == [[1, 32], [33, 40]] and content["streams"] == 2
-    assert set(content["methods"]["world 2-step"]["ratio"]) == {"coins", "enemies", "platform_px", "gap_columns", "texture_px"}
+    assert set(content["methods"]["world 2-step"]["ratio"]) == {"coins", "enemies", "flags", "platform_px", "gap_columns", "texture_px"}
     assert (out / "content_strip.png").exists() and (out / "content_vs_horizon.png").exists()
     printed = capsys.readouterr().out
     assert "| world 2-step |" in printed and "| world 2-step | unsupported |" in printed and "dirt_dark" in printed

@@ -21,12 +21,14 @@ STILL_PX = 0.5
 """Vertical motion (level units) below which an unsupported player counts as held up by nothing.
 In the real game this happens only at the top of a jump, for a frame or two."""
 
-CONTENT_KINDS = ("coins", "enemies", "platform_px", "gap_columns", "texture_px", "unsupported")
+CONTENT_KINDS = ("coins", "enemies", "flags", "platform_px", "gap_columns", "texture_px", "unsupported")
 
 
 def platformer_content(frames: np.ndarray, chunk: int = 256) -> dict[str, np.ndarray]:
     """Per frame of a stream (T, H, W, 3):
     - coins, enemies: sprites found by the game's detector;
+    - flags: the level's end in view (the flag's cloth, found by the detector): a world that
+      scrolls on forever never draws it, and never pays the +10 that most of a level's return is;
     - platform_px: pixels of floating platforms (bricks and mortar);
     - gap_columns: columns whose bottom pixel is not ground (a gap in the floor);
     - texture_px: the dark dots in the dirt (1-pixel detail);
@@ -44,7 +46,7 @@ def platformer_content(frames: np.ndarray, chunk: int = 256) -> dict[str, np.nda
         out["texture_px"][s : s + chunk] = (labels == TEXTURE).sum(axis=(1, 2))
         for i, frame_labels in enumerate(labels):
             found = objects_in(frame_labels)
-            out["coins"][s + i], out["enemies"][s + i] = len(found["coins"]), len(found["enemies"])
+            out["coins"][s + i], out["enemies"][s + i], out["flags"][s + i] = (len(found[k]) for k in ("coins", "enemies", "flag"))
             if len(found["player"]):
                 player[s + i] = found["player"][0]
                 out["unsupported"][s + i] = not _supported(frame_labels, found["player"][0])
