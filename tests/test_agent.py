@@ -182,3 +182,56 @@ def test_in_world_returns_split_what_the_head_paid_from_what_the_rules_read():
     rows = episode_returns(Counting, lambda frame: 0, [1, 2], rules=rules)
     assert rows.tolist() == [[5.0, 6.0], [5.0, 6.0]]  # the head paid 5; the rules 2 x 3 steps, up to their ending
     assert episode_returns(Counting, lambda frame: 0, [1]).tolist() == [5.0]
+
+
+def test_an_agent_cloned_from_recorded_play_takes_the_recorded_actions(tiny_world, tiny_dataset, tmp_path, capsys):
+    from worldgen.clone import discounted_returns
+    from worldgen.data.dataset import EpisodeDataset
+
+    assert np.allclose(discounted_returns(np.array([0.0, 1.0, 0.0, 10.0]), 0.5), [1.75, 3.5, 5.0, 10.0])
+    common = ["agent", "train", "--world", str(tiny_world), "--num-envs", "2", "--n-steps", "16", "--max-episode-steps", "20",
+              "--threads", "1"]
+    cloned = tmp_path / "cloned.zip"
+    assert main([*common, "--steps", "0", "--clone", str(tiny_dataset), "--clone-epochs", "3", "--out", str(cloned)]) == 0
+    printed = capsys.readouterr().out
+    assert "most likely action = the recorded one on" in printed and "held-out" in printed
+    assert main([*common, "--steps", "0", "--out", str(tmp_path / "fresh.zip")]) == 2
+    assert "0 only with --clone" in capsys.readouterr().err
+    assert main([*common, "--steps", "32", "--out", str(tmp_path / "fresh.zip")]) == 0
+    shard = EpisodeDataset(tiny_dataset).shards[0]
+    frames, recorded = shard.frames()[:-1], shard.actions
+
+    def agreement(agent):
+        act = load_agent(agent, trusted=True)
+        return np.mean([act(f) == a for f, a in zip(frames, recorded)])
+
+    # The explorer runs right most of the time: a fitted policy says so, an untrained one guesses.
+    assert agreement(cloned) > 0.5 and agreement(cloned) > agreement(tmp_path / "fresh.zip") + 0.2
+    assert main([*common, "--steps", "32", "--clone", str(tiny_dataset), "--out", str(tmp_path / "rl.zip")]) == 0
+    assert agreement(tmp_path / "rl.zip") > 0.5  # RL goes on from the clone
+    capsys.readouterr()
+    assert main([*common, "--steps", "64", "--clone", str(tiny_dataset), "--out", str(tmp_path / "rl.zip"), "--resume"]) == 2
+    assert "drop --clone" in capsys.readouterr().err
+    assert main([*common, "--steps", "0", "--clone", str(tmp_path), "--out", str(tmp_path / "none.zip")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    assert main([*common, "--steps", "0", "--frame-stack", "2", "--clone", str(tiny_dataset), "--out", str(tmp_path / "stack.zip")]) == 0
+
+
+def test_cloning_refuses_recordings_the_agent_cannot_learn_from(tiny_dataset, tmp_path):
+    from types import SimpleNamespace
+
+    from gymnasium import spaces
+
+    from worldgen.clone import CloneConfig, clone_policy
+
+    def agent(shape, n):
+        return SimpleNamespace(policy=SimpleNamespace(observation_space=spaces.Box(0, 255, shape, np.uint8), action_space=spaces.Discrete(n)))
+
+    with pytest.raises(ValueError, match="frames 64x64, but the agent sees 32x32"):
+        clone_policy(agent((3, 32, 32), 6), CloneConfig(tiny_dataset), 0.99)
+    with pytest.raises(ValueError, match="records the actions NOOP, LEFT, RIGHT, JUMP, LEFT_JUMP, RIGHT_JUMP; the agent plays 4 actions"):
+        clone_policy(agent((3, 64, 64), 4), CloneConfig(tiny_dataset), 0.99)
+    with pytest.raises(ValueError, match="the agent plays UP, DOWN, LEFT, RIGHT, FIRE, NOOP"):
+        clone_policy(agent((3, 64, 64), 6), CloneConfig(tiny_dataset), 0.99, action_meanings=["UP", "DOWN", "LEFT", "RIGHT", "FIRE", "NOOP"])
+    with pytest.raises(ValueError, match="--clone-epochs must be at least 1"):
+        clone_policy(agent((3, 64, 64), 6), CloneConfig(tiny_dataset, epochs=0), 0.99)

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from worldgen.atomic import atomic_path
+from worldgen.clone import CloneConfig, clone_policy
 from worldgen.kit import EventRules
 
 ALGOS = ("ppo", "a2c")
@@ -128,7 +129,9 @@ def real_vec_env(make_env: Callable[[], gym.Env], num_envs: int) -> Any:
 
 def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: int = 0, n_steps: int = 128,
                 ent_coef: float = 0.01, tensorboard: Path | None = None, progress: bool = True, frame_stack: int = 1,
-                gamma: float = 0.99, checkpoint_every: int = 20_000, resume: bool = False, device: str = "auto") -> Path:
+                gamma: float = 0.99, checkpoint_every: int = 20_000, resume: bool = False, device: str = "auto",
+                clone: CloneConfig | None = None, action_meanings: list[str] | None = None,
+                log: Callable[[str], None] = lambda line: None) -> Path:
     """Train a CNN policy for `steps` environment steps on `vec_env` and save it to `out` (.zip),
     atomically: an interrupted run leaves no half-written agent. `ent_coef`: the entropy bonus
     (Stable-Baselines3's default, 0, lets the policy collapse onto one action long before a
@@ -139,11 +142,15 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     of one now). The agent is also saved to `out` every `checkpoint_every` steps, so a long CPU
     run that is stopped loses at most that much: `resume` loads `out` and trains on until it
     has seen `steps` in all (the algorithm and its settings are the saved agent's). `device`: where
-    the policy learns ("auto": CUDA when present); the saved agent plays on any device."""
+    the policy learns ("auto": CUDA when present); the saved agent plays on any device. `clone`:
+    before any RL, fit the new agent to recorded play (`worldgen.clone`; with `steps` 0 the cloned
+    agent is all that is saved), its actions checked against `action_meanings`."""
     if algo not in ALGOS:
         raise ValueError(f"--algo must be one of {', '.join(ALGOS)}, got {algo!r}")
-    if steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {steps}")
+    if steps < (0 if clone is not None else 1):
+        raise ValueError(f"--steps must be at least 1 (0 only with --clone: the cloned agent alone), got {steps}")
+    if clone is not None and resume:
+        raise ValueError("--clone starts a new agent from recorded play; a resumed agent goes on from where it stopped (drop --clone)")
     out = Path(out)
     if out.suffix != ".zip":
         raise ValueError(f"{out}: an agent is saved as a .zip")
@@ -197,6 +204,13 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
             kwargs["batch_size"] = min(256, n_steps * vec_env.num_envs)
         model = cls("CnnPolicy", vec_env, seed=seed, verbose=0, device=device,
                     tensorboard_log=str(tensorboard) if tensorboard else None, **kwargs)
+    if clone is not None:
+        scores = clone_policy(model, clone, gamma, seed, action_meanings, progress)
+        log(f"cloned {clone.data}: most likely action = the recorded one on {scores['accuracy']:.1%} of training steps"
+            + (f", {scores['held_out_accuracy']:.1%} of held-out ones" if "held_out_accuracy" in scores else ""))
+        save(model)
+        if steps == 0:
+            return out
     done = model.num_timesteps
     model.learn(total_timesteps=steps - done, callback=Progress(done), tb_log_name=out.stem, reset_num_timesteps=not resume)
     save(model)

@@ -413,6 +413,7 @@ def _agent_train(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401  (registers worldgen/World-v0 and the real games)
     from worldgen.agent import real_vec_env, train_agent, world_vec_env
+    from worldgen.clone import CloneConfig
     from worldgen.data.sources import make_source_env
     from worldgen.world import World, read_spec, resolve_device, resolve_world
 
@@ -432,9 +433,11 @@ def _agent_train(args: argparse.Namespace) -> int:
                                              world=str(args.world), max_episode_steps=args.max_episode_steps, device=device,
                                              autoreset_mode="same_step", starts=args.starts))
         where = f"world {args.world}" + (f", episodes started from {args.starts}" if args.starts else "")
+    clone = CloneConfig(args.clone, epochs=args.clone_epochs) if args.clone else None
     out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard,
                       frame_stack=args.frame_stack, gamma=args.gamma, checkpoint_every=args.checkpoint_every,
-                      resume=args.resume, device=device)
+                      resume=args.resume, device=device, clone=clone,
+                      action_meanings=read_spec(resolve_world(args.world)).action_meanings, log=print)
     print(f"trained {args.algo} for {args.steps} steps in all in {where}: {out}")
     return 0
 
@@ -664,13 +667,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", default="platformer", help="pretrained name or world folder to train in")
     p.add_argument("--real-env", default=None, metavar="ENV_ID", help="train in this real game instead (the upper reference)")
     p.add_argument("--algo", choices=["ppo", "a2c"], default="ppo")
-    p.add_argument("--steps", type=_positive, required=True, help="environment steps in all")
+    p.add_argument("--steps", type=int, required=True, help="environment steps in all (0 with --clone: the cloned agent alone)")
     p.add_argument("--num-envs", type=_positive, default=16, help="worlds stepped in one batched model call")
     p.add_argument("--n-steps", type=_positive, default=128, help="rollout length per env between updates")
     p.add_argument("--max-episode-steps", type=_positive, default=1000, help="training episodes (in the world or the real game) are cut after this many steps")
     p.add_argument("--starts", type=Path, default=None, metavar="DATA",
                    help="start each episode in the world from a random state of this recorded play of the source game "
                         "(the world's own training data), not from a level's first frame")
+    p.add_argument("--clone", type=Path, default=None, metavar="DATA",
+                   help="before RL, fit the policy to the actions of this recorded play of the source game (the world's own "
+                        "training data) and its value to their returns, as Dreamer 4 starts its agents")
+    p.add_argument("--clone-epochs", type=_positive, default=2, help="passes over --clone's training episodes")
     p.add_argument("--ent-coef", type=float, default=0.01, help="entropy bonus (keeps exploring until sparse rewards are found)")
     p.add_argument("--frame-stack", type=_positive, default=1,
                    help="frames the policy sees at once (motion, not only places; 4 learnt less than 1 in 200k Platformer steps)")

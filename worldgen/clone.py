@@ -1,0 +1,150 @@
+"""Behaviour cloning from recorded play: an agent's policy fitted to the actions of the recordings
+a world was trained on, and its value to the returns that followed them, before any RL.
+
+PPO from pixels on the Platformer learns to avoid dying long before it finds the flag, 400-600
+steps of running right away (README, *Agents*), in the real game as in a world. The play a
+world is trained on already runs there, so an agent can start from it, as Dreamer 4 starts its
+agents from the offline dataset's actions before it trains them in imagination. The recordings
+are offline data; the agent still never steps the real game.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from worldgen.data.dataset import EpisodeDataset
+
+
+@dataclass
+class CloneConfig:
+    data: Path
+    """A dataset of the source game with its actions (`worldgen collect`), e.g. the world's own."""
+    epochs: int = 2
+    """Passes over the training split of `data`."""
+    batch_size: int = 256
+    lr: float = 3e-4
+    value_coef: float = 0.5
+    """Weight of the value's squared error beside the actions' cross-entropy: a value fitted to
+    the recorded returns gives PPO's first advantages meaning, so its first updates keep the
+    cloned actions instead of undoing them."""
+    episodes_per_group: int = 32
+    """Episodes decompressed at once and shuffled together (memory: about this many x 700 frames)."""
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"--clone-epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1 or self.lr <= 0 or self.value_coef < 0 or self.episodes_per_group < 1:
+            raise ValueError("cloning needs batch_size >= 1, lr > 0, value_coef >= 0 and episodes_per_group >= 1")
+
+
+def _observations(frames: np.ndarray, stack: int) -> np.ndarray:
+    """(T, H, W, 3 * stack): for each step, its last `stack` frames, oldest first and zeros before
+    the episode's first, as Stable-Baselines3's VecFrameStack (channels last) shows them."""
+    if stack == 1:
+        return frames
+    padded = np.concatenate([np.zeros((stack - 1, *frames.shape[1:]), frames.dtype), frames])
+    return np.concatenate([padded[i : i + len(frames)] for i in range(stack)], axis=-1)
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """The return from each step to the episode's end, discounted by `gamma` (nothing after it)."""
+    out = np.zeros(len(rewards), dtype=np.float32)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = float(rewards[t]) + gamma * running
+        out[t] = running
+    return out
+
+
+def _groups(episodes: EpisodeDataset, order: np.ndarray, size: int, stack: int,
+            gamma: float) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(observations, actions, returns) of `size` episodes at a time, in `order`."""
+    for g in range(0, len(order), size):
+        shards = [episodes.shards[int(i)] for i in order[g : g + size]]
+        yield (np.concatenate([_observations(s.frames()[:-1], stack) for s in shards]),
+               np.concatenate([s.actions for s in shards]).astype(np.int64),
+               np.concatenate([discounted_returns(s.rewards, gamma) for s in shards]))
+
+
+def _policy_input(obs: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Channels first, as VecTransposeImage hands frames to a CNN policy (it scales them itself)."""
+    return torch.from_numpy(obs).permute(0, 3, 1, 2).to(device)
+
+
+def _check_data(episodes: EpisodeDataset, policy: Any, action_meanings: list[str] | None) -> int:
+    """The frames per observation the policy sees; refuses recordings it cannot learn from."""
+    data = episodes.root
+    if not episodes.actions_known:
+        raise ValueError(f"{data} was made from video and holds no actions to clone; record play with its actions (worldgen collect)")
+    channels, height, width = policy.observation_space.shape
+    shape = episodes.frame_shape
+    if tuple(shape[:2]) != (height, width):
+        raise ValueError(f"{data}: frames {shape[0]}x{shape[1]}, but the agent sees {height}x{width}; "
+                         "clone from recordings of the game its world draws")
+    n = int(policy.action_space.n)
+    names = list(episodes.action_meanings)
+    if len(names) != n or (action_meanings is not None and names != list(action_meanings)):
+        expected = ", ".join(action_meanings) if action_meanings is not None else f"{n} actions"
+        raise ValueError(f"{data} records the actions {', '.join(names)}; the agent plays {expected}")
+    return channels // 3
+
+
+def clone_policy(model: Any, cfg: CloneConfig, gamma: float, seed: int = 0, action_meanings: list[str] | None = None,
+                 progress: bool = True) -> dict[str, float]:
+    """Fit `model`'s policy (a Stable-Baselines3 actor-critic on frames) to the recorded actions of
+    `cfg.data`'s training split and its value to their `gamma`-discounted returns. Returns the
+    accuracy of its most likely action on the training and held-out episodes."""
+    cfg.validate()
+    train = EpisodeDataset(Path(cfg.data), split="train")
+    held_out = EpisodeDataset(Path(cfg.data), split="val")
+    if len(train) == 0:
+        raise ValueError(f"{cfg.data}: no episodes in the training split to clone")
+    policy = model.policy
+    stack = _check_data(train, policy, action_meanings)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    optimiser = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    policy.set_training_mode(True)
+    steps = sum(s.num_steps for s in train.shards)
+    bar = tqdm(total=steps * cfg.epochs, desc="cloning recorded play", unit="step", disable=not progress)
+    for _ in range(cfg.epochs):
+        correct = seen = 0
+        for obs, actions, returns in _groups(train, rng.permutation(len(train.shards)), cfg.episodes_per_group, stack, gamma):
+            for rows in np.array_split(rng.permutation(len(actions)), max(1, len(actions) // cfg.batch_size)):
+                a = torch.from_numpy(actions[rows]).to(policy.device)
+                values, log_prob, _ = policy.evaluate_actions(_policy_input(obs[rows], policy.device), a)
+                loss = -log_prob.mean() + cfg.value_coef * F.mse_loss(values.flatten(), torch.from_numpy(returns[rows]).to(policy.device))
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                bar.update(len(rows))
+            correct += int((_greedy(policy, obs) == actions).sum())
+            seen += len(actions)
+            bar.set_postfix(accuracy=f"{correct / seen:.3f}", refresh=False)
+    bar.close()
+    policy.set_training_mode(False)
+    out = {"accuracy": correct / max(seen, 1)}
+    if len(held_out):
+        hits = total = 0
+        for obs, actions, _ in _groups(held_out, np.arange(len(held_out.shards)), cfg.episodes_per_group, stack, gamma):
+            hits, total = hits + int((_greedy(policy, obs) == actions).sum()), total + len(actions)
+        out["held_out_accuracy"] = hits / max(total, 1)
+    return out
+
+
+@torch.no_grad()
+def _greedy(policy: Any, obs: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """The policy's most likely action on each observation."""
+    was_training = policy.training
+    policy.set_training_mode(False)
+    out = [policy.get_distribution(_policy_input(obs[i : i + chunk], policy.device)).distribution.probs.argmax(-1).cpu().numpy()
+           for i in range(0, len(obs), chunk)]
+    policy.set_training_mode(was_training)
+    return np.concatenate(out)
