@@ -235,3 +235,35 @@ def test_cloning_refuses_recordings_the_agent_cannot_learn_from(tiny_dataset, tm
         clone_policy(agent((3, 64, 64), 6), CloneConfig(tiny_dataset), 0.99, action_meanings=["UP", "DOWN", "LEFT", "RIGHT", "FIRE", "NOOP"])
     with pytest.raises(ValueError, match="--clone-epochs must be at least 1"):
         clone_policy(agent((3, 64, 64), 6), CloneConfig(tiny_dataset, epochs=0), 0.99)
+
+
+def test_a_prior_keeps_rl_near_the_clone_and_a_resumed_run_finds_it_again(tiny_world, tiny_dataset, tmp_path, capsys):
+    from stable_baselines3 import PPO
+
+    from worldgen.clone import clone_path
+    from worldgen.data.dataset import EpisodeDataset
+
+    common = ["agent", "train", "--world", str(tiny_world), "--num-envs", "2", "--n-steps", "16", "--max-episode-steps", "20",
+              "--threads", "1", "--clone", str(tiny_dataset), "--clone-epochs", "1", "--ent-coef", "0.5"]
+    assert main([*common, "--steps", "96", "--out", str(tmp_path / "free.zip")]) == 0
+    assert main([*common, "--steps", "96", "--prior-kl", "0.01", "--out", str(tmp_path / "held.zip")]) == 0
+    clone = PPO.load(clone_path(tmp_path / "held.zip"), device="cpu")
+    assert clone.num_timesteps == 0 and clone_path(tmp_path / "free.zip").is_file()
+    obs = clone.policy.obs_to_tensor(EpisodeDataset(tiny_dataset).shards[1].frames()[::8])[0]  # states an agent meets
+
+    def kl_from_clone(agent):
+        with torch.no_grad():
+            p = clone.policy.get_distribution(obs).distribution.probs
+            q = PPO.load(agent, device="cpu").policy.get_distribution(obs).distribution.probs
+        return float((p * (p.log() - q.log())).sum(-1).mean())
+
+    # A large entropy bonus drags the free agent toward uniform actions; the prior holds the other near its clone.
+    assert kl_from_clone(tmp_path / "held.zip") < 0.5 * kl_from_clone(tmp_path / "free.zip")
+    resume = [*common[:-6], "--prior-kl", "0.01", "--resume"]
+    assert main([*resume, "--steps", "128", "--out", str(tmp_path / "held.zip")]) == 0
+    assert PPO.load(tmp_path / "held.zip", device="cpu").num_timesteps == 128
+    capsys.readouterr()
+    assert main([*common[:-6], "--steps", "32", "--prior-kl", "0.1", "--out", str(tmp_path / "alone.zip")]) == 2
+    assert "pass --clone DATA" in capsys.readouterr().err
+    assert main([*common, "--steps", "32", "--prior-kl", "-1", "--out", str(tmp_path / "alone.zip")]) == 2
+    assert "--prior-kl must be a finite number of nats >= 0" in capsys.readouterr().err

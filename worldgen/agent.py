@@ -7,6 +7,7 @@ holding pickled objects), so loading one is for agents you trust.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from worldgen.atomic import atomic_path
-from worldgen.clone import CloneConfig, clone_policy
+from worldgen.clone import CloneConfig, clone_path, clone_policy, with_prior
 from worldgen.kit import EventRules
 
 ALGOS = ("ppo", "a2c")
@@ -130,7 +131,7 @@ def real_vec_env(make_env: Callable[[], gym.Env], num_envs: int) -> Any:
 def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: int = 0, n_steps: int = 128,
                 ent_coef: float = 0.01, tensorboard: Path | None = None, progress: bool = True, frame_stack: int = 1,
                 gamma: float = 0.99, checkpoint_every: int = 20_000, resume: bool = False, device: str = "auto",
-                clone: CloneConfig | None = None, action_meanings: list[str] | None = None,
+                clone: CloneConfig | None = None, action_meanings: list[str] | None = None, prior_kl: float | None = None,
                 log: Callable[[str], None] = lambda line: None) -> Path:
     """Train a CNN policy for `steps` environment steps on `vec_env` and save it to `out` (.zip),
     atomically: an interrupted run leaves no half-written agent. `ent_coef`: the entropy bonus
@@ -144,13 +145,19 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     has seen `steps` in all (the algorithm and its settings are the saved agent's). `device`: where
     the policy learns ("auto": CUDA when present); the saved agent plays on any device. `clone`:
     before any RL, fit the new agent to recorded play (`worldgen.clone`; with `steps` 0 the cloned
-    agent is all that is saved), its actions checked against `action_meanings`."""
+    agent is all that is saved; it is also kept at `clone_path(out)`), its actions checked against
+    `action_meanings`. `prior_kl`: keep RL's policy within this many nats of that clone (`with_prior`)."""
     if algo not in ALGOS:
         raise ValueError(f"--algo must be one of {', '.join(ALGOS)}, got {algo!r}")
     if steps < (0 if clone is not None else 1):
         raise ValueError(f"--steps must be at least 1 (0 only with --clone: the cloned agent alone), got {steps}")
     if clone is not None and resume:
         raise ValueError("--clone starts a new agent from recorded play; a resumed agent goes on from where it stopped (drop --clone)")
+    if prior_kl is not None and not 0.0 <= prior_kl < float("inf"):
+        raise ValueError(f"--prior-kl must be a finite number of nats >= 0, got {prior_kl}")
+    if prior_kl is not None and clone is None and not (resume and clone_path(out).is_file()):
+        raise ValueError(f"--prior-kl keeps the agent near its clone: pass --clone DATA (or resume a run that cloned, "
+                         f"which left {clone_path(out).name})")
     out = Path(out)
     if out.suffix != ".zip":
         raise ValueError(f"{out}: an agent is saved as a .zip")
@@ -161,8 +168,8 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}")
 
-    def save(model: Any) -> None:
-        with atomic_path(out, ".zip") as tmp:
+    def save(model: Any, path: Path = out) -> None:
+        with atomic_path(path, ".zip") as tmp:
             model.save(tmp)
 
     class Progress(BaseCallback):
@@ -184,6 +191,8 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
             self.bar.close()
 
     cls = {"ppo": sb3.PPO, "a2c": sb3.A2C}[algo]
+    if prior_kl is not None:
+        cls = with_prior(cls)
     if not 0.0 <= ent_coef < float("inf"):
         raise ValueError(f"--ent-coef must be a finite number >= 0, got {ent_coef}")
     if not 0.0 < gamma <= 1.0:
@@ -209,8 +218,12 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
         log(f"cloned {clone.data}: most likely action = the recorded one on {scores['accuracy']:.1%} of training steps"
             + (f", {scores['held_out_accuracy']:.1%} of held-out ones" if "held_out_accuracy" in scores else ""))
         save(model)
+        save(model, clone_path(out))
         if steps == 0:
             return out
+    if prior_kl is not None:
+        model.prior = (copy.deepcopy(model.policy) if clone is not None else cls.load(clone_path(out), device=device).policy).requires_grad_(False)
+        model.prior_kl = prior_kl
     done = model.num_timesteps
     model.learn(total_timesteps=steps - done, callback=Progress(done), tb_log_name=out.stem, reset_num_timesteps=not resume)
     save(model)

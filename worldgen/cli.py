@@ -436,7 +436,7 @@ def _agent_train(args: argparse.Namespace) -> int:
     clone = CloneConfig(args.clone, epochs=args.clone_epochs) if args.clone else None
     out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard,
                       frame_stack=args.frame_stack, gamma=args.gamma, checkpoint_every=args.checkpoint_every,
-                      resume=args.resume, device=device, clone=clone,
+                      resume=args.resume, device=device, clone=clone, prior_kl=args.prior_kl,
                       action_meanings=read_spec(resolve_world(args.world)).action_meanings, log=print)
     print(f"trained {args.algo} for {args.steps} steps in all in {where}: {out}")
     return 0
@@ -678,6 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before RL, fit the policy to the actions of this recorded play of the source game (the world's own "
                         "training data) and its value to their returns, as Dreamer 4 starts its agents")
     p.add_argument("--clone-epochs", type=_positive, default=2, help="passes over --clone's training episodes")
+    p.add_argument("--prior-kl", type=float, default=None, metavar="NATS",
+                   help="after each RL update, pull the policy back toward its clone until KL(clone || policy) on the states "
+                        "just played is at most this (default: off; the clone is kept as AGENT.clone.zip)")
     p.add_argument("--ent-coef", type=float, default=0.01, help="entropy bonus (keeps exploring until sparse rewards are found)")
     p.add_argument("--frame-stack", type=_positive, default=1,
                    help="frames the policy sees at once (motion, not only places; 4 learnt less than 1 in 200k Platformer steps)")

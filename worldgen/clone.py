@@ -148,3 +148,71 @@ def _greedy(policy: Any, obs: np.ndarray, chunk: int = 1024) -> np.ndarray:
            for i in range(0, len(obs), chunk)]
     policy.set_training_mode(was_training)
     return np.concatenate(out)
+
+
+def clone_path(agent: Path) -> Path:
+    """Where the cloned agent is kept beside the agent RL goes on to train (AGENT.clone.zip): the
+    clone alone, and the prior a resumed run pulls toward."""
+    agent = Path(agent)
+    return agent.with_name(f"{agent.stem}.clone.zip")
+
+
+def with_prior(cls: type) -> type:
+    """`cls` (a Stable-Baselines3 on-policy algorithm) with a behavioural prior, as Dreamer 4
+    keeps its imagination-trained policy near the cloned one: after each of RL's updates, the
+    policy is pulled back toward the prior on the states just played until KL(prior || policy)
+    there is at most `prior_kl` nats, in the way Phasic Policy Gradient's auxiliary phase holds
+    its policy. A bound rather than a penalty: the pull is its own phase, and Adam's steps do not
+    scale with a loss weight. Without it, PPO in the Platformer world unlearnt most of what the
+    clone played well (README, *Agents*). The prior is not saved in the agent; a resumed run
+    reloads it from `clone_path`."""
+
+    class WithPrior(cls):  # type: ignore[misc, valid-type]
+        prior: Any = None
+        prior_kl: float = float("inf")
+
+        def train(self) -> None:
+            super().train()
+            if self.prior is not None:
+                before, after = _pull_to_prior(self.policy, self.prior, self.rollout_buffer, self.prior_kl, self.max_grad_norm)
+                self.logger.record("train/prior_kl_before", before)
+                self.logger.record("train/prior_kl", after)
+
+        def _excluded_save_params(self) -> list[str]:
+            return [*super()._excluded_save_params(), "prior", "prior_kl"]
+
+    WithPrior.__name__ = WithPrior.__qualname__ = cls.__name__
+    return WithPrior
+
+
+def _kl(prior: Any, policy: Any, observations: torch.Tensor) -> torch.Tensor:
+    """Mean KL(prior || policy) over the states."""
+    with torch.no_grad():
+        target = prior.get_distribution(observations).distribution.probs
+    log_q = policy.get_distribution(observations).distribution.logits  # normalised log-probabilities
+    return (target * (target.clamp_min(1e-8).log() - log_q)).sum(-1).mean()
+
+
+def _pull_to_prior(policy: Any, prior: Any, buffer: Any, bound: float, max_grad_norm: float, max_passes: int = 10,
+                   batch_size: int = 256) -> tuple[float, float]:
+    """Passes of KL(prior || policy) descent over the buffer's states until its mean is at most
+    `bound` (or `max_passes` are done): the mean KL before and after."""
+    policy.set_training_mode(True)
+
+    def mean_kl() -> float:
+        with torch.no_grad():
+            kls = [(float(_kl(prior, policy, b.observations)), len(b.observations)) for b in buffer.get(batch_size)]
+        return sum(k * n for k, n in kls) / max(sum(n for _, n in kls), 1)
+
+    before = after = mean_kl()
+    for _ in range(max_passes):
+        if after <= bound:
+            break
+        for batch in buffer.get(batch_size):
+            policy.optimizer.zero_grad()
+            _kl(prior, policy, batch.observations).backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+            policy.optimizer.step()
+        after = mean_kl()
+    policy.set_training_mode(False)
+    return before, after
