@@ -397,11 +397,12 @@ def test_the_second_step_is_chosen_by_how_near_the_real_mix_the_content_stays():
 def test_the_choice_of_second_step_counts_the_player_too():
     from worldgen.tune import FLOOR, judged_ratios
 
-    report = {"shares": ["chicken drawn", "unsupported"],
+    report = {"shares": ["chicken drawn", "unsupported"], "rare": ["flags"],
               "real": {"cars drawn": [9.0, 9.0], "chicken drawn": [1.0, 1.0], "unsupported": [0.0, 0.0]},
-              "methods": {"w": {"ratio": {"cars drawn": [1.0, 0.9]},
+              "methods": {"w": {"ratio": {"cars drawn": [1.0, 0.9], "flags": [float("nan"), 0.0]},
                                 "rate": {"cars drawn": [9.0, 8.1], "chicken drawn": [1.0, 0.25], "unsupported": [0.0, 0.05]}}}}
     ratios = judged_ratios(report, "w")
     assert ratios["cars drawn"] == [1.0, 0.9]  # a rate kind as the report has it
     assert ratios["chicken drawn"] == [1.0, 0.25]  # the player drawn in a quarter of the frames the game draws it
     assert ratios["unsupported"] == [1.0, pytest.approx(0.05 / FLOOR)]  # floating, where the game never floats
+    assert "flags" not in ratios  # a level's end, seen in a few frames of a bin: reported, not chosen by

@@ -123,6 +123,7 @@ def content_report(methods: list[Method], streams: list[Stream], codec: LatentCo
     real_values = _measure(kit, real)
     report: dict[str, Any] = {
         "frames": frames, "streams": len(streams), "bins": bins, "curve_bins": curve, "shares": list(kit.shares),
+        "rare": list(kit.rare),
         "real": _rates(real_values, bins), "real_curve": _rates(real_values, curve), "methods": {},
     }
     steps = [s for s in STRIP_STEPS if s <= frames]

@@ -36,6 +36,10 @@ class ContentKit:
     shares: tuple[str, ...] = ()
     """Kinds that are 0 or 1 per frame (the player held up by nothing): compared as two rates
     side by side, not as a ratio."""
+    rare: tuple[str, ...] = ()
+    """Kinds a level shows only now and then (the Platformer's flag, at a level's end): reported,
+    but left out of `tune`'s choice, where the few frames of a bin that show one would outweigh
+    every other kind."""
 
 
 @dataclass(frozen=True)

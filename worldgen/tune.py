@@ -43,11 +43,13 @@ def judged_ratios(report: dict[str, Any], method: str) -> dict[str, list[float]]
     """A method's content ratios per bin (`long_play_report`), with each share kind (the player
     drawn, the player held up by nothing) judged too, as the ratio of its rates with both floored
     at `FLOOR`: a time that loses the player is as far off as one that loses the coins, and a
-    share the real game never shows (0) still counts when the world shows it."""
+    share the real game never shows (0) still counts when the world shows it. Rare kinds
+    (`ContentKit.rare`) are left out."""
     m = report["methods"][method]
     shares = {kind: [max(w, FLOOR) / max(r, FLOOR) if np.isfinite(w) and np.isfinite(r) else float("nan")
                      for w, r in zip(m["rate"][kind], report["real"][kind])] for kind in report["shares"]}
-    return {**m["ratio"], **shares}
+    rare = set(report.get("rare", ()))
+    return {kind: r for kind, r in {**m["ratio"], **shares}.items() if kind not in rare}
 
 
 def tune_mid_time(world: World, candidates: list[float], streams: int, frames: int, used_seeds: set[int] = frozenset(),

@@ -14,7 +14,7 @@ KIT = GameKit(
     policy=lambda seed: ExplorerPolicy(seed=seed),
     detect=detect_objects,
     objects_of=visible_objects,
-    content=ContentKit(platformer_content, shares=("unsupported",)),
+    content=ContentKit(platformer_content, shares=("unsupported",), rare=("flags",)),
     events=frame_events,
     palette=dict(zip(palette.SCENE_NAMES, map(tuple, palette.SCENE_COLOURS.astype(int).tolist()))),
 )
