@@ -185,10 +185,13 @@ def test_in_world_returns_split_what_the_head_paid_from_what_the_rules_read():
 
 
 def test_an_agent_cloned_from_recorded_play_takes_the_recorded_actions(tiny_world, tiny_dataset, tmp_path, capsys):
-    from worldgen.clone import discounted_returns
+    from worldgen.clone import _observations, discounted_returns
     from worldgen.data.dataset import EpisodeDataset
 
     assert np.allclose(discounted_returns(np.array([0.0, 1.0, 0.0, 10.0]), 0.5), [1.75, 3.5, 5.0, 10.0])
+    frames = np.arange(1, 5, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    stacked = _observations(frames, 3)  # oldest first, zeros before the first frame, as VecFrameStack shows them
+    assert stacked.shape == (4, 2, 2, 9) and stacked[0, 0, 0, ::3].tolist() == [0, 0, 1] and stacked[3, 0, 0, ::3].tolist() == [2, 3, 4]
     common = ["agent", "train", "--world", str(tiny_world), "--num-envs", "2", "--n-steps", "16", "--max-episode-steps", "20",
               "--threads", "1"]
     cloned = tmp_path / "cloned.zip"

@@ -28,7 +28,7 @@ def platformer_content(frames: np.ndarray, chunk: int = 256) -> dict[str, np.nda
     """Per frame of a stream (T, H, W, 3):
     - coins, enemies: sprites found by the game's detector;
     - flags: the level's end in view (the flag's cloth, found by the detector): a world that
-      scrolls on forever never draws it, and never pays the +10 that most of a level's return is;
+      scrolls on forever never draws it, so an agent in it never meets the flag's +10;
     - platform_px: pixels of floating platforms (bricks and mortar);
     - gap_columns: columns whose bottom pixel is not ground (a gap in the floor);
     - texture_px: the dark dots in the dirt (1-pixel detail);
