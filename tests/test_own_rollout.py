@@ -56,6 +56,27 @@ def test_own_rows_hold_the_worlds_rollout_from_the_right_real_frames():
     assert logs["own_unroll"] == 6 and logs["own_drift"] > 0
 
 
+def test_anywhere_puts_own_contexts_on_the_ending_rows_too():
+    """Ending rows come last in a batch (`endings.share`); by default own contexts take the first rows."""
+    k, u, b = 4, 2, 16
+    batch = window(b, k, u)
+    batch["target"] = torch.arange(b, dtype=torch.float32).reshape(b, 1, 1, 1).expand(b, 1, 2, 2).clone()  # row ids
+    batch["actions"][:, -1] = torch.arange(b)  # the last action names its row too; the rollout ends on it
+    for anywhere in (False, True):
+        cfg = OwnRolloutConfig(share=0.5, unroll=u, context_noise=0.0, anywhere=anywhere)
+        out, _ = OwnRollouts(cfg, k, "consistency").apply({key: v.clone() for key, v in batch.items()}, Echo(k), 0,
+                                                           torch.Generator().manual_seed(1))
+        rows = out["target"][:, 0, 0, 0].long()
+        own = rows[out["context"][:, -1, 0, 0, 0] < 100]  # a drawn frame holds an action, not 100 + i
+        # Every row keeps its own actions and target, own or real.
+        assert out["actions"][:, -1].tolist() == rows.tolist() and sorted(rows.tolist()) == list(range(b))
+        assert len(own) == b // 2
+        if anywhere:
+            assert (own >= b // 2).any() and (own < b // 2).any()
+        else:
+            assert own.tolist() == list(range(b // 2))
+
+
 def test_curriculum_shortens_the_unroll_and_starts_nearer_the_target():
     k, u = 4, 6
     cfg = OwnRolloutConfig(share=1.0, unroll=u, unroll_start=2, curriculum_steps=8, context_noise=0.0)

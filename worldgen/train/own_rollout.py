@@ -44,6 +44,11 @@ class OwnRolloutConfig:
     mid_time: float = scm.T_MID
     """A consistency sampler's second-step time while rolling out: the world's play-time
     `mid_time`, so the contexts trained on drift as the played world's do."""
+    anywhere: bool = False
+    """Own contexts on a random `share` of all rows, the oversampled ends of episodes
+    (`endings.share`) among them. Off, they go on the first rows, which are never ending rows:
+    the network then learns to follow an enemy into the player only from real frames, and in
+    play its frames are its own."""
 
     def validate(self) -> None:
         if not 0.0 <= self.share <= 1.0:
@@ -91,6 +96,9 @@ class OwnRollouts:
         k, extra = self.k, self.cfg.frames
         if extra == 0:
             return batch, {}
+        if self.cfg.anywhere:
+            order = torch.randperm(batch["context"].shape[0], generator=noise, device=noise.device).to(batch["context"].device)
+            batch = {key: value[order] for key, value in batch.items()}
         context, actions = batch["context"], batch["actions"]  # (B, K + U, C, h, w), (B, K + U)
         b = context.shape[0]
         n = int(round(b * self.cfg.share))
