@@ -73,12 +73,12 @@ def test_preview_actions_demo_draws_a_row_per_action(tiny_world, tmp_path):
         [sys.executable, str(ROOT / "demos/preview_actions.py"), "--world", str(tiny_world), "--out", str(out), "--warmup", "2"],
         check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    from worldgen.viewer import PREVIEW_STEPS
+    from worldgen.viewer import PREVIEW_SHOWN
     from worldgen.world import read_spec
 
     height, width, _ = np.asarray(Image.open(out)).shape
     actions = len(read_spec(tiny_world).action_meanings)
-    assert height > actions * 64 * 2 and width > (PREVIEW_STEPS + 1) * 64 * 2  # every action, every frame, at scale 2
+    assert height > actions * 64 * 2 and width > (PREVIEW_SHOWN + 2) * 64 * 2  # every action: now, the frames shown, its own effect
 
 
 def test_hold_key_demo_counts_sprites_in_the_world_and_the_real_game(tiny_world):

@@ -37,7 +37,7 @@ def test_digits_choose_actions_by_number_for_worlds_on_latent_actions():
 
 
 def test_preview_shows_each_action_from_the_current_frame_and_leaves_the_world_as_it_was(tiny_world):
-    from worldgen.viewer import action_previews, preview_picture
+    from worldgen.viewer import PREVIEW_SHOWN, PREVIEW_STEPS, action_previews, preview_picture, shown_steps
 
     world = World(tiny_world)
     frame = world.reset(3, seed=1)[0]
@@ -51,6 +51,11 @@ def test_preview_shows_each_action_from_the_current_frame_and_leaves_the_world_a
     assert np.array_equal(nxt, strips[4, 0])  # the preview of action 4 is what action 4 then draws
     picture = preview_picture(world, strips, frame)
     assert picture.shape[0] > 6 * 64 * 2 and picture.shape[1] > 5 * 64 * 2  # a labelled row per action: now, 3 frames, its own effect
+    # A long strip is shown by PREVIEW_SHOWN of its frames, evenly spaced, ending on its last.
+    assert shown_steps(18, 6).tolist() == [2, 5, 8, 11, 14, 17] and shown_steps(3, 6).tolist() == [0, 1, 2]
+    assert shown_steps(7, 6).tolist() == [0, 1, 3, 4, 5, 6]
+    long = np.zeros((6, PREVIEW_STEPS, 64, 64, 3), np.uint8)
+    assert preview_picture(world, long, frame).shape == preview_picture(world, long[:, :PREVIEW_SHOWN], frame).shape
 
 
 def test_the_preview_marks_what_only_one_key_draws():

@@ -110,6 +110,24 @@ def test_deterministic_under_a_seed_and_rewinds_through_snapshots(tiny_world):
     assert not np.array_equal(world.step([2, 1]).frames, runs[0][0])
 
 
+def test_branches_copy_one_world_noise_and_all_and_leave_it_be(tiny_world):
+    import torch
+
+    world = World(tiny_world, batch_size=2)
+    world.reset(frames_of(), seed=3)
+    world.step([2, 1])
+    snapshot = world.get_state()
+    branches = world.branches(3, world=1)
+    assert branches.batch_size == 3 and branches.net is world.net
+    same = branches.step([4, 4, 4])
+    assert np.array_equal(same.frames[0], same.frames[2]) and not same.rewards.any()
+    differ = branches.step([0, 5, 0])
+    assert np.array_equal(differ.frames[0], differ.frames[2]) and not np.array_equal(differ.frames[0], differ.frames[1])
+    # The world itself is where it was, and stepped as branch 0 was, draws what branch 0 drew.
+    assert torch.equal(world.get_state().context, snapshot.context)
+    assert np.array_equal(world.step([0, 4]).frames[1], same.frames[0])
+
+
 def test_a_world_plays_with_the_second_step_time_its_description_names(tiny_world, tmp_path):
     import json
     import shutil

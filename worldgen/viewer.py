@@ -40,8 +40,13 @@ _NAME_TOKENS = re.compile("|".join(_TOKEN_KEYS))
 """The parts of an action's name: `LEFT_JUMP` (the Platformer's) and `UPRIGHTFIRE` (Atari's) alike."""
 _DIGIT_KEYS = tuple(f"K_{i}" for i in range(1, 10))
 """Digit key i chooses action i - 1."""
-PREVIEW_STEPS = 6
-"""Frames each action's preview strip shows."""
+PREVIEW_STEPS = 18
+"""Frames each action is held for in the preview (0.6 s at 30 fps). A player with momentum, or
+in mid-air, shows what a key does only after a few frames: held 6 frames, the eight latent
+actions of a Platformer world from video drew nearly the same picture; held 18, which keys run,
+jump and go left was plain (README, *Worlds from video*)."""
+PREVIEW_SHOWN = 6
+"""Frames of each action's strip in the preview picture, evenly spaced, ending on its last."""
 
 
 class NoDisplay(RuntimeError):
@@ -86,18 +91,13 @@ def key_help(meanings: list[str]) -> list[str]:
 
 def action_previews(world: World, steps: int = PREVIEW_STEPS) -> np.ndarray:
     """What each action does from the world's current state: (A, steps, H, W, 3), action a held
-    for `steps` frames. The world is put back as it was; its first world is previewed."""
+    for `steps` frames, all actions stepped as one batch from the same state and noise. The
+    world itself is left as it was."""
     if world.batch_size != 1:
         raise ValueError(f"previews branch a single world; this one steps {world.batch_size}")
-    snapshot = world.get_state()
-    strips = []
-    try:
-        for a in range(len(world.action_meanings)):
-            world.set_state(snapshot)
-            strips.append(np.stack([world.step([a]).frames[0] for _ in range(steps)]))
-    finally:
-        world.set_state(snapshot)
-    return np.stack(strips)
+    actions = np.arange(len(world.action_meanings))
+    branches = world.branches(len(actions))
+    return np.stack([branches.step(actions).frames for _ in range(steps)], axis=1)
 
 
 PREVIEW_DIFFERENCE = 24
@@ -117,15 +117,24 @@ def own_effect(strips: np.ndarray, threshold: int = PREVIEW_DIFFERENCE) -> np.nd
     return out
 
 
+def shown_steps(steps: int, shown: int = PREVIEW_SHOWN) -> np.ndarray:
+    """Which of a strip's `steps` frames the preview picture shows: at most `shown`, evenly
+    spaced, the last among them."""
+    picks = np.round(np.linspace(steps / shown, steps, shown)).astype(int) - 1
+    return np.unique(np.clip(picks, 0, steps - 1))
+
+
 def preview_picture(world: World, strips: np.ndarray, frame: np.ndarray) -> np.ndarray:
     """The preview as one labelled picture: a row per action (its digit key and name), the
-    current frame first, then the frames it leads to, then what it draws unlike the other actions (`own_effect`)."""
+    current frame first, then `PREVIEW_SHOWN` of the frames it leads to, then what it draws
+    unlike the other actions at the end (`own_effect`)."""
     from worldgen.frames import labelled_grid
 
     effects = own_effect(strips)
-    rows = [(f"{i + 1}: {name}", np.concatenate([frame, *strip, effect], axis=1))
+    shown = shown_steps(strips.shape[1])
+    rows = [(f"{i + 1}: {name}", np.concatenate([frame, *strip[shown], effect], axis=1))
             for i, (name, strip, effect) in enumerate(zip(world.action_meanings, strips, effects))]
-    return labelled_grid(rows, ["now", *[f"+{t + 1}" for t in range(strips.shape[1])], "unlike the rest"], scale=2)
+    return labelled_grid(rows, ["now", *[f"+{t + 1}" for t in shown], "unlike the rest"], scale=2)
 
 
 @dataclass

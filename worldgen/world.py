@@ -10,6 +10,7 @@ opening frames (`prompts.npz`).
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import warnings
@@ -529,6 +530,20 @@ class World:
             raise RuntimeError("call reset() before get_state()")
         return WorldState(self.context.clone(), self.actions.clone(), [g.get_state() for g in self.generators], self.steps.copy(),
                           None if self.payments is None else self.payments.last.clone())
+
+    def branches(self, n: int, world: int = 0) -> "World":
+        """`n` copies of world `world` as a batch of their own, sharing this world's networks
+        (no second load or compile): each starts from its state, noise included, so the copies
+        differ only by the actions they are given. They pay nothing; this world is unaffected."""
+        if self.context is None:
+            raise RuntimeError("call reset() before branches()")
+        state = self.get_state()
+        twin = copy.copy(self)
+        twin.batch_size, twin.payments = n, None
+        twin.generators = [torch.Generator(self.device) for _ in range(n)]
+        twin.set_state(WorldState(state.context[world : world + 1].repeat(n, 1, 1, 1, 1), state.actions[world : world + 1].repeat(n, 1),
+                                  [state.rng[world]] * n, np.repeat(state.steps[world : world + 1], n)))
+        return twin
 
     def set_state(self, state: WorldState) -> None:
         """Return to a snapshot; stepping on from it repeats exactly what followed it."""
