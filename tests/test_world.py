@@ -126,6 +126,8 @@ def test_branches_copy_one_world_noise_and_all_and_leave_it_be(tiny_world):
     # The world itself is where it was, and stepped as branch 0 was, draws what branch 0 drew.
     assert torch.equal(world.get_state().context, snapshot.context)
     assert np.array_equal(world.step([0, 4]).frames[1], same.frames[0])
+    with pytest.raises(ValueError, match="branches needs"):
+        world.branches(2, world=2)
 
 
 def test_a_world_plays_with_the_second_step_time_its_description_names(tiny_world, tmp_path):

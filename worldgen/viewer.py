@@ -42,9 +42,9 @@ _DIGIT_KEYS = tuple(f"K_{i}" for i in range(1, 10))
 """Digit key i chooses action i - 1."""
 PREVIEW_STEPS = 18
 """Frames each action is held for in the preview (0.6 s at 30 fps). A player with momentum, or
-in mid-air, shows what a key does only after a few frames: held 6 frames, the eight latent
-actions of a Platformer world from video drew nearly the same picture; held 18, which keys run,
-jump and go left was plain (README, *Worlds from video*)."""
+in mid-air, shows what a key does only after several frames: held 6, the run keys of a
+Platformer world from video looked like its NOOP; held 18, which keys run, jump and go left is
+plain (README, *Worlds from video*)."""
 PREVIEW_SHOWN = 6
 """Frames of each action's strip in the preview picture, evenly spaced, ending on its last."""
 

@@ -537,6 +537,8 @@ class World:
         differ only by the actions they are given. They pay nothing; this world is unaffected."""
         if self.context is None:
             raise RuntimeError("call reset() before branches()")
+        if not _is_int(n, 1, 1 << 16) or not _is_int(world, 0, self.batch_size - 1):
+            raise ValueError(f"branches needs n >= 1 copies of a world 0..{self.batch_size - 1}, got n={n!r}, world={world!r}")
         state = self.get_state()
         twin = copy.copy(self)
         twin.batch_size, twin.payments = n, None
