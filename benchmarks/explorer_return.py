@@ -27,8 +27,8 @@ def main() -> None:
     args = p.parse_args()
     policy = ExplorerPolicy(seed=args.seed)
     returns, flags = [], 0
+    env = gym.make("worldgen/Platformer-v0", max_episode_steps=1000)
     for level in held_out_seeds(args.episodes, set(read_spec(resolve_world("platformer")).training_seeds)):
-        env = gym.make("worldgen/Platformer-v0", max_episode_steps=1000)
         obs, info = env.reset(seed=level)
         total, start, done = 0.0, True, False
         while not done:
@@ -37,6 +37,7 @@ def main() -> None:
             total, start, done = total + float(reward), False, terminated or truncated
         flags += bool(terminated and reward >= 10)  # the flag pays +10 and ends the level
         returns.append(total)
+    env.close()
     print(format_scores([Score(f"explorer (seed {args.seed})", np.array(returns))]))
     print(f"flag reached in {flags} of {len(returns)} levels")
 
