@@ -2,6 +2,7 @@ import json
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from envs.platformer import ExplorerPolicy, detect_objects, visible_objects
@@ -260,3 +261,39 @@ def test_tune_tries_each_second_step_time_on_validation_levels_and_writes_the_be
     assert read_spec(world).mid_time == result["mid_time"]  # the same validation levels, the same choice
     assert main([*args[:-6], "--times", "1.1,two"]) == 2
     assert "expected numbers separated by commas" in capsys.readouterr().err
+
+
+class _KeyNet(torch.nn.Module):
+    """F grows with the last key pressed, so a frame's brightness says which key drew it."""
+
+    def forward(self, x, t, context, actions, level):
+        return torch.zeros_like(x) - actions[:, -1].float().view(-1, 1, 1, 1) / 5
+
+
+def test_controllability_pools_the_draws_of_random_keys_from_the_key_pool():
+    rs, codec, k, horizon = refs(2, 40), _CopyCodec(), 4, 4
+    method = Method("keys", _KeyNet(), Sampler("consistency", 1, 0.0))
+
+    def delta(draws, pool=None):
+        report = evaluate([method], rs, codec, k=k, horizons=[1], num_actions=6, controllability_at=(horizon,),
+                          key_draws=draws, key_pool=pool)
+        assert report["key_draws"] == draws and report["key_pool"] == pool
+        return report["methods"]["keys"]["delta_psnr"][horizon]
+
+    def pooled(draws):
+        errors = [[mse(r.generated, r.real)[:, horizon - 1] for r in (
+            open_loop(method, rs, codec, k, horizon, seed=d, random_actions=random_keys, num_actions=6) for d in range(draws))]
+            for random_keys in (False, True)]
+        true, rand = (psnr_from_mse(torch.cat(e).mean()) for e in errors)
+        return float(true - rand)
+
+    one, three = delta(1), delta(3)
+    assert one > 0, "random keys draw other frames than the true ones"
+    assert abs(one - pooled(1)) < 1e-5 and abs(three - pooled(3)) < 1e-5
+    assert one != three, "each draw has its own keys and noise"
+    with pytest.raises(ValueError, match="key_draws must be at least 1, got 0"):
+        delta(0)
+    assert delta(1, list(range(6))) == one, "a pool of every action once is the default draw"
+    assert delta(1, [0]) != one, "random keys come from the pool"
+    with pytest.raises(ValueError, match=r"key_pool must list actions 0..5, got \[6\]"):
+        delta(1, [6])

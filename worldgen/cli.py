@@ -31,6 +31,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _keys(text: str) -> list[int]:
+    """argparse type: action indices separated by commas, e.g. "0,2,2,1"."""
+    try:
+        keys = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected action numbers separated by commas, e.g. 0,2,2,1; got {text!r}") from None
+    if not keys:
+        raise argparse.ArgumentTypeError("expected at least one action number, e.g. 0,2,2,1")
+    return keys
+
+
 def _outputs_free(outputs: list[Path], inputs: list[Path], force: bool) -> None:
     """Refuse to write over an input, ever, or over an existing file without --force; make the
     outputs' folders."""
@@ -337,7 +348,8 @@ def _eval(args: argparse.Namespace) -> int:
     used = set(spec.training_seeds) | (EpisodeDataset(args.data).level_seeds() if args.data else set())
     report = evaluate_world(world, methods, args.out, args.seed_list or held_out_seeds(args.seeds, used),
                             [int(h) for h in args.horizons.split(",")], used, args.extra_steps, args.content_frames,
-                            args.content_streams, args.content_only, log=lambda line: print(line, flush=True), relabel=relabel)
+                            args.content_streams, args.content_only, log=lambda line: print(line, flush=True), relabel=relabel,
+                            key_draws=args.key_draws, key_pool=args.random_keys)
     if not args.content_only:
         print(format_table(report))
     ae = report["autoencoder"]
@@ -643,6 +655,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lam", type=Path, default=None, metavar="LAM_EXPORT",
                    help="a world trained on latent actions: the real game plays its own keys, the world gets the codes "
                         "this latent action model reads off the real frames")
+    p.add_argument("--key-draws", type=_positive, default=1,
+                   help="draws of uniform random keys pooled into dPSNR (one per rollout is noisy at t4)")
+    p.add_argument("--random-keys", type=_keys, default=None, metavar="A,B,...",
+                   help="draw dPSNR's random keys from this list (a key listed twice comes twice as often; "
+                        "default: every action once)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     _trust_module_arg(p)

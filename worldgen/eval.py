@@ -110,11 +110,14 @@ class Rollouts:
 
 
 def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int, horizon: int,
-              starts: int = 2, seed: int = 0, random_actions: bool = False, num_actions: int = 0) -> Rollouts:
+              starts: int = 2, seed: int = 0, random_actions: bool = False, num_actions: int = 0,
+              key_pool: np.ndarray | None = None) -> Rollouts:
     """Roll each reference out from `starts` start points for `horizon` steps, with its true
-    actions, or (for controllability) with uniform random ones."""
+    actions, or (for controllability) with uniform random ones: drawn from `key_pool` where
+    given (a key listed twice is drawn twice as often), else from all `num_actions`."""
     ctx, acts, real, player, last, objects, prompt_ids = [], [], [], [], [], [], []
     rng = np.random.default_rng(seed)
+    pool = np.arange(num_actions) if key_pool is None else np.asarray(key_pool)
     for ref in refs:
         last_start = len(ref.frames) - horizon
         if last_start < k:
@@ -124,7 +127,7 @@ def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int,
             idx, a = _context(ref, k, s)
             future = ref.actions[s : s + horizon - 1]
             if random_actions:
-                future = rng.integers(num_actions, size=len(future))
+                future = pool[rng.integers(len(pool), size=len(future))]
             ctx.append(z[idx])
             acts.append(np.concatenate([a, future]))
             real.append(ref.frames[s : s + horizon])
@@ -246,10 +249,22 @@ def evaluate(
     reward_head: torch.nn.Module | None = None,
     seed: int = 0,
     log: Callable[[str], None] = lambda line: None,
+    key_draws: int = 1,
+    key_pool: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Every measure for every method, plus the rollouts of the first method for pictures."""
+    """Every measure for every method, plus the rollouts of the first method for pictures.
+
+    dPSNR (Genie's controllability) compares rollouts on the true actions with rollouts on
+    uniform random ones; one draw of random keys per rollout is noisy at short horizons, so
+    `key_draws` draws (each with its own keys and sampling noise) are pooled. `key_pool`: the
+    keys random actions are drawn from (default: each action once)."""
+    if key_draws < 1:
+        raise ValueError(f"key_draws must be at least 1, got {key_draws}")
+    if key_pool is not None and (not key_pool or not all(0 <= a < num_actions for a in key_pool)):
+        raise ValueError(f"key_pool must list actions 0..{num_actions - 1}, got {key_pool}")
     windows = teacher_forced_windows(refs, codec, k)
-    report: dict[str, Any] = {"horizons": horizons, "windows": len(windows.target), "methods": {}}
+    report: dict[str, Any] = {"horizons": horizons, "windows": len(windows.target), "key_draws": key_draws,
+                              "key_pool": key_pool, "methods": {}}
     object_h = min(object_horizon, max(horizons))
     if detect is not None:
         report["object_steps"] = [max(object_h - OBJECT_WINDOW, 0) + 1, object_h]
@@ -277,10 +292,13 @@ def evaluate(
             row.update(object_fidelity(longest, detect, object_h))
         if m.net is not None and num_actions:
             t_max = max(controllability_at)
-            true = open_loop(m, refs, codec, k, t_max, seed=seed)
-            rand = open_loop(m, refs, codec, k, t_max, seed=seed, random_actions=True, num_actions=num_actions)
-            true_p = psnr_from_mse(mse(true.generated, true.real).mean(0)).numpy()
-            rand_p = psnr_from_mse(mse(rand.generated, rand.real).mean(0)).numpy()
+            errors: dict[bool, list[torch.Tensor]] = {False: [], True: []}
+            for draw in range(seed, seed + key_draws):
+                for random_keys in errors:
+                    r = open_loop(m, refs, codec, k, t_max, seed=draw, random_actions=random_keys,
+                                  num_actions=num_actions, key_pool=key_pool)
+                    errors[random_keys].append(mse(r.generated, r.real))
+            true_p, rand_p = (psnr_from_mse(torch.cat(errors[keys]).mean(0)).numpy() for keys in (False, True))
             row["delta_psnr"] = {t: float(true_p[t - 1] - rand_p[t - 1]) for t in controllability_at}
         report["methods"][m.name] = row
         pictures[m.name] = longest

@@ -100,7 +100,8 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
                    used_seeds: set[int] = frozenset(), extra_steps: int = 60, content_frames: int = 1000,
                    content_streams: int = 16, content_only: bool = False,
                    log: Callable[[str], None] = lambda line: None,
-                   relabel: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
+                   relabel: Callable[[np.ndarray], np.ndarray] | None = None, key_draws: int = 1,
+                   key_pool: list[int] | None = None) -> dict[str, Any]:
     """Judge `methods` (the world's own, and any other) against the world's real source game on
     `seeds`, write everything into `out`, and return the report.
 
@@ -111,7 +112,8 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
 
     `relabel` (frames (T + 1, H, W, 3) -> actions (T,)) judges a world whose actions are latent
     codes: the real game is played with its own keys, and the world is given the codes its
-    latent action model reads off those real frames, as Genie measures its worlds.
+    latent action model reads off those real frames, as Genie measures its worlds. `key_draws`
+    and `key_pool`: how dPSNR draws its random keys (`eval.evaluate`).
     """
     spec = world.spec
     kit = kit_for(spec.source_env)
@@ -123,7 +125,8 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
         report: dict[str, Any] = {"horizons": [], "methods": {}}
     else:
         report = evaluate(methods, refs, world.codec, spec.context, horizons, kit.detect, len(spec.action_meanings),
-                          reward_head=world.reward_head, log=log)
+                          reward_head=world.reward_head, log=log, key_draws=key_draws,
+                          key_pool=key_pool)
     report["autoencoder"] = autoencoder_report(world.codec, refs, kit.detect, kit.palette)
     report["seeds"] = list(seeds)
     report["world"] = str(world.folder or spec.name)
