@@ -416,6 +416,16 @@ def test_a_float_action_is_not_truncated(tiny_world):
             step()
 
 
+def test_eval_refuses_random_keys_the_world_lacks_before_it_plays(tiny_world, tmp_path, capsys):
+    out = tmp_path / "eval"
+    cli_error(capsys, ["eval", "--world", str(tiny_world), "--no-teacher", "--random-keys", "0,6", "--out", str(out)],
+              "key_pool must list actions 0..5, got [0, 6]")
+    with pytest.raises(SystemExit):
+        main(["eval", "--world", str(tiny_world), "--no-teacher", "--random-keys", "0,right", "--out", str(out)])
+    assert "expected action numbers separated by commas" in capsys.readouterr().err
+    assert not out.exists()
+
+
 # --- clips ----------------------------------------------------------------------------------------
 
 

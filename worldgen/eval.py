@@ -111,7 +111,7 @@ class Rollouts:
 
 def open_loop(method: Method, refs: list[Reference], codec: LatentCodec, k: int, horizon: int,
               starts: int = 2, seed: int = 0, random_actions: bool = False, num_actions: int = 0,
-              key_pool: np.ndarray | None = None) -> Rollouts:
+              key_pool: list[int] | None = None) -> Rollouts:
     """Roll each reference out from `starts` start points for `horizon` steps, with its true
     actions, or (for controllability) with uniform random ones: drawn from `key_pool` where
     given (a key listed twice is drawn twice as often), else from all `num_actions`."""
@@ -236,6 +236,14 @@ def object_kinds(detect: Detector, frame: np.ndarray) -> list[str]:
     return [kind for kind in detect(frame) if kind != "player"]
 
 
+def check_key_draws(key_draws: int, key_pool: list[int] | None, num_actions: int) -> None:
+    """Refuse dPSNR settings that cannot be drawn, before any rollout is paid for."""
+    if key_draws < 1:
+        raise ValueError(f"key_draws must be at least 1, got {key_draws}")
+    if key_pool is not None and (not key_pool or not all(0 <= a < num_actions for a in key_pool)):
+        raise ValueError(f"key_pool must list actions 0..{num_actions - 1}, got {key_pool}")
+
+
 def evaluate(
     methods: list[Method],
     refs: list[Reference],
@@ -258,10 +266,7 @@ def evaluate(
     uniform random ones; one draw of random keys per rollout is noisy at short horizons, so
     `key_draws` draws (each with its own keys and sampling noise) are pooled. `key_pool`: the
     keys random actions are drawn from (default: each action once)."""
-    if key_draws < 1:
-        raise ValueError(f"key_draws must be at least 1, got {key_draws}")
-    if key_pool is not None and (not key_pool or not all(0 <= a < num_actions for a in key_pool)):
-        raise ValueError(f"key_pool must list actions 0..{num_actions - 1}, got {key_pool}")
+    check_key_draws(key_draws, key_pool, num_actions)
     windows = teacher_forced_windows(refs, codec, k)
     report: dict[str, Any] = {"horizons": horizons, "windows": len(windows.target), "key_draws": key_draws,
                               "key_pool": key_pool, "methods": {}}

@@ -14,7 +14,7 @@ from worldgen.content import content_report, record_streams, write_content
 from worldgen.data.policies import RandomRepeatPolicy
 from worldgen.data.sources import probe_action_meanings
 from worldgen.endings import ENDING_LEVELS, endings_report, record_endings, write_endings
-from worldgen.eval import Method, autoencoder_report, evaluate
+from worldgen.eval import Method, autoencoder_report, check_key_draws, evaluate
 from worldgen.frames import frequent_colours, labelled_grid
 from worldgen.kit import colour_content, kit_for
 from worldgen.reference import held_out_seeds, record_references
@@ -116,6 +116,7 @@ def evaluate_world(world: World, methods: list[Method], out: Path, seeds: list[i
     and `key_pool`: how dPSNR draws its random keys (`eval.evaluate`).
     """
     spec = world.spec
+    check_key_draws(key_draws, key_pool, len(spec.action_meanings))
     kit = kit_for(spec.source_env)
     longest = max(horizons + [16])  # 16: the longer controllability horizon
     refs = record_references(world.make_source, _player(world, relabel)(0), seeds, longest + spec.context + extra_steps, kit.objects_of)
