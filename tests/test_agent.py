@@ -240,6 +240,48 @@ def test_cloning_refuses_recordings_the_agent_cannot_learn_from(tiny_dataset, tm
         clone_policy(agent((3, 64, 64), 6), CloneConfig(tiny_dataset, epochs=0), 0.99)
 
 
+def test_advantage_weighted_cloning_follows_the_recorded_steps_that_did_better(tmp_path, capsys):
+    from stable_baselines3 import PPO
+
+    from worldgen.clone import clone_loss
+
+    # One state, recorded twice as often with RIGHT and LEFT: RIGHT took a coin (+1 to come), LEFT died (-1).
+    env = gym.make(PLATFORMER)
+    frame = env.reset(seed=0)[0]
+    obs = np.repeat(frame[None], 64, axis=0)
+    actions = np.array([2, 1] * 32)
+    returns = np.where(actions == 2, 1.0, -1.0).astype(np.float32)
+
+    def trained(beta):
+        torch.manual_seed(0)
+        policy = PPO("CnnPolicy", env, seed=0, device="cpu").policy
+        optimiser = torch.optim.Adam(policy.parameters(), lr=1e-3)
+        for _ in range(60):
+            loss, share = clone_loss(policy, obs, actions, returns, 0.5, beta)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        with torch.no_grad():
+            probs = policy.get_distribution(policy.obs_to_tensor(frame)[0]).distribution.probs[0]
+        return float(probs[2]), float(probs[1]), share
+
+    policy = PPO("CnnPolicy", env, seed=0, device="cpu").policy
+    for far in (-1e4, 1e4):  # every step far below or above the value: weights stay finite
+        loss, share = clone_loss(policy, obs, actions, np.full(64, far, np.float32), 0.0, 0.01)
+        assert torch.isfinite(loss) and share == pytest.approx(1.0)
+    right, left, share = trained(None)
+    assert abs(right - left) < 0.1 and share == pytest.approx(1.0)  # plain cloning copies the mixture
+    right, left, share = trained(0.5)
+    assert right > 0.8 and left < 0.1 and share < 0.6  # weighted, it follows the steps that did better: half the batch
+    assert main(["agent", "train", "--world", "platformer", "--steps", "0", "--clone-beta", "1", "--out", str(tmp_path / "x.zip")]) == 2
+    assert "pass --clone DATA too" in capsys.readouterr().err
+    assert main(["agent", "train", "--world", "platformer", "--steps", "0", "--clone", "data", "--clone-beta", "0", "--out", str(tmp_path / "x.zip")]) == 2
+    assert "--clone-beta must be a finite number of reward units > 0, got 0.0" in capsys.readouterr().err
+    assert main(["agent", "train", "--world", "platformer", "--steps", "0", "--clone", "data", "--clone-beta", "1", "--clone-epochs", "1",
+                 "--out", str(tmp_path / "x.zip")]) == 2
+    assert "--clone-epochs must be at least 2, got 1" in capsys.readouterr().err
+
+
 def test_a_prior_keeps_rl_near_the_clone_and_a_resumed_run_finds_it_again(tiny_world, tiny_dataset, tmp_path, capsys):
     from stable_baselines3 import PPO
 

@@ -216,7 +216,8 @@ def train_agent(vec_env: Any, out: Path, steps: int, algo: str = "ppo", seed: in
     if clone is not None:
         scores = clone_policy(model, clone, gamma, seed, action_meanings, progress)
         log(f"cloned {clone.data}: most likely action = the recorded one on {scores['accuracy']:.1%} of training steps"
-            + (f", {scores['held_out_accuracy']:.1%} of held-out ones" if "held_out_accuracy" in scores else ""))
+            + (f", {scores['held_out_accuracy']:.1%} of held-out ones" if "held_out_accuracy" in scores else "")
+            + (f"; advantage weights kept {scores['effective_share']:.0%} of each batch" if "effective_share" in scores else ""))
         save(model)
         save(model, clone_path(out))
         if steps == 0:

@@ -435,6 +435,11 @@ def _agent_train(args: argparse.Namespace) -> int:
         _outputs_free([args.out], [], args.force)
     if args.real_env and args.starts:
         raise ValueError("--starts sets where episodes in a world begin; the real game starts its own levels (drop --starts or --real-env)")
+    if args.clone_beta is not None and not args.clone:
+        raise ValueError("--clone-beta weights the cloning of recorded play: pass --clone DATA too")
+    clone = CloneConfig(args.clone, epochs=args.clone_epochs, advantage_beta=args.clone_beta) if args.clone else None
+    if clone is not None:
+        clone.validate()  # before any env is built
     if args.real_env:
         size = read_spec(resolve_world(args.world)).frame_size  # the frames an agent of this world sees
         vec_env = real_vec_env(lambda: gym.wrappers.TimeLimit(make_source_env(args.real_env, size), args.max_episode_steps), args.num_envs)
@@ -445,7 +450,6 @@ def _agent_train(args: argparse.Namespace) -> int:
                                              world=str(args.world), max_episode_steps=args.max_episode_steps, device=device,
                                              autoreset_mode="same_step", starts=args.starts))
         where = f"world {args.world}" + (f", episodes started from {args.starts}" if args.starts else "")
-    clone = CloneConfig(args.clone, epochs=args.clone_epochs) if args.clone else None
     out = train_agent(vec_env, args.out, args.steps, args.algo, args.seed, args.n_steps, args.ent_coef, args.tensorboard,
                       frame_stack=args.frame_stack, gamma=args.gamma, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, device=device, clone=clone, prior_kl=args.prior_kl,
@@ -695,6 +699,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before RL, fit the policy to the actions of this recorded play of the source game (the world's own "
                         "training data) and its value to their returns, as Dreamer 4 starts its agents")
     p.add_argument("--clone-epochs", type=_positive, default=2, help="passes over --clone's training episodes")
+    p.add_argument("--clone-beta", type=float, default=None, metavar="BETA",
+                   help="advantage-weighted cloning: from the second pass on, weight each recorded step by "
+                        "exp((return - value) / BETA), so the steps that did better than the recorder's usual play count more "
+                        "(default: plain cloning)")
     p.add_argument("--prior-kl", type=float, default=None, metavar="NATS",
                    help="after each RL update, pull the policy back toward its clone until KL(clone || policy) on the states "
                         "just played is at most this (default: off; the clone is kept as AGENT.clone.zip)")

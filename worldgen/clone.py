@@ -10,6 +10,7 @@ are offline data; the agent still never steps the real game.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,10 +37,28 @@ class CloneConfig:
     cloned actions instead of undoing them."""
     episodes_per_group: int = 32
     """Episodes decompressed at once and shuffled together (memory: about this many x 700 frames)."""
+    advantage_beta: float | None = None
+    """Advantage-weighted cloning (AWR, Peng et al. 2019): from the second pass on, each recorded
+    step counts exp((return - value) / beta) times, at most `max_weight`, with the value the
+    policy's own fit to the recorded returns so far. The recorder's play is a mixture: a
+    look-ahead runner with random bursts mixed in. Plain cloning copies the mixture; weighting
+    copies the steps that did better than its usual play from the same state (a coin taken, a
+    gap cleared) and lets the bursts that died fade. None: plain cloning. In reward units: a
+    smaller beta follows the best steps more closely and learns from fewer of them."""
+    max_weight: float = 20.0
+    """The most one step may weigh (a step that did as well as the value expects weighs 1): a few
+    lucky steps, a flag reached, must not be all a batch learns."""
 
     def validate(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"--clone-epochs must be at least 1, got {self.epochs}")
+        if self.advantage_beta is not None and not (math.isfinite(self.advantage_beta) and self.advantage_beta > 0):
+            raise ValueError(f"--clone-beta must be a finite number of reward units > 0, got {self.advantage_beta}")
+        if self.advantage_beta is not None and self.epochs < 2:
+            raise ValueError(f"--clone-beta weights the passes after the first, which fits the value the weights need: "
+                             f"--clone-epochs must be at least 2, got {self.epochs}")
+        if not self.max_weight >= 1:
+            raise ValueError(f"cloning's max_weight must be at least 1, got {self.max_weight}")
         if self.batch_size < 1 or self.lr <= 0 or self.value_coef < 0 or self.episodes_per_group < 1:
             raise ValueError("cloning needs batch_size >= 1, lr > 0, value_coef >= 0 and episodes_per_group >= 1")
 
@@ -114,29 +133,52 @@ def clone_policy(model: Any, cfg: CloneConfig, gamma: float, seed: int = 0, acti
     policy.set_training_mode(True)
     steps = sum(s.num_steps for s in train.shards)
     bar = tqdm(total=steps * cfg.epochs, desc="cloning recorded play", unit="step", disable=not progress)
-    for _ in range(cfg.epochs):
+    share = 1.0
+    for epoch in range(cfg.epochs):
         correct = seen = 0
+        beta = cfg.advantage_beta if epoch > 0 else None  # the first pass fits the value the weights need
+        shares = []
         for obs, actions, returns in _groups(train, rng.permutation(len(train.shards)), cfg.episodes_per_group, stack, gamma):
             for rows in np.array_split(rng.permutation(len(actions)), max(1, len(actions) // cfg.batch_size)):
-                a = torch.from_numpy(actions[rows]).to(policy.device)
-                values, log_prob, _ = policy.evaluate_actions(_policy_input(obs[rows], policy.device), a)
-                loss = -log_prob.mean() + cfg.value_coef * F.mse_loss(values.flatten(), torch.from_numpy(returns[rows]).to(policy.device))
+                loss, batch_share = clone_loss(policy, obs[rows], actions[rows], returns[rows], cfg.value_coef, beta, cfg.max_weight)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
+                shares.append(batch_share)
                 bar.update(len(rows))
             correct += int((_greedy(policy, obs) == actions).sum())
             seen += len(actions)
             bar.set_postfix(accuracy=f"{correct / seen:.3f}", refresh=False)
+        share = float(np.mean(shares))
     bar.close()
     policy.set_training_mode(False)
     out = {"accuracy": correct / max(seen, 1)}
+    if cfg.advantage_beta is not None:
+        out["effective_share"] = share
     if len(held_out):
         hits = total = 0
         for obs, actions, _ in _groups(held_out, np.arange(len(held_out.shards)), cfg.episodes_per_group, stack, gamma):
             hits, total = hits + int((_greedy(policy, obs) == actions).sum()), total + len(actions)
         out["held_out_accuracy"] = hits / max(total, 1)
     return out
+
+
+def clone_loss(policy: Any, obs: np.ndarray, actions: np.ndarray, returns: np.ndarray, value_coef: float,
+               beta: float | None = None, max_weight: float = 20.0) -> tuple[torch.Tensor, float]:
+    """The cloning loss on one batch of recorded steps, and the share of the batch its weights
+    effectively keep ((sum w)^2 / (n sum w^2): 1 for plain cloning, small when a few steps
+    dominate). With `beta`, each step's log-likelihood is weighted by exp((return - value) / beta),
+    clipped at `max_weight`, and normalised over the batch so the step size does not change."""
+    a = torch.from_numpy(actions).to(policy.device)
+    target = torch.from_numpy(returns).to(policy.device)
+    values, log_prob, _ = policy.evaluate_actions(_policy_input(obs, policy.device), a)
+    values = values.flatten()
+    if beta is None:
+        weights = torch.full_like(log_prob, 1.0 / len(log_prob))
+    else:  # exp, clipped and normalised in log space: no overflow, and no 0 / 0 when every step did worse
+        weights = torch.softmax(((target - values.detach()) / beta).clamp(max=math.log(max_weight)), dim=0)
+    loss = -(weights * log_prob).sum() + value_coef * F.mse_loss(values, target)
+    return loss, float(1.0 / (len(weights) * (weights**2).sum()))
 
 
 @torch.no_grad()
